@@ -1,0 +1,53 @@
+"""Dielectric data: shipped datasets, user data, splits, frame checks and summaries.
+
+>>> from dtnn_jax.data import load_petousis2017, split_indices
+>>> records = load_petousis2017()
+>>> len(records)
+1056
+>>> train, val, test = split_indices(len(records), seed=0)
+>>> len(train), len(val), len(test)
+(845, 106, 105)
+"""
+
+from dtnn_jax.data.frame_check import (
+    FrameCheckReport,
+    frame_check,
+    frame_check_targets,
+    point_group_rotations,
+)
+from dtnn_jax.data.labelled import ASYMMETRY_TOL, DataValidationError, load_labelled
+from dtnn_jax.data.materials_project import load_materials_project, records_from_mp_docs
+from dtnn_jax.data.records import (
+    CRYSTAL_SYSTEMS,
+    SYMPREC_ANGSTROM,
+    TARGETS,
+    DielectricRecord,
+    PoolRecord,
+)
+from dtnn_jax.data.shipped import load_petousis2017, load_screening_pool
+from dtnn_jax.data.splits import PROJECT_SEEDS, MeanPredictor, split_indices
+from dtnn_jax.data.summary import plot_summary, summarize
+
+__all__ = [
+    "ASYMMETRY_TOL",
+    "CRYSTAL_SYSTEMS",
+    "PROJECT_SEEDS",
+    "SYMPREC_ANGSTROM",
+    "TARGETS",
+    "DataValidationError",
+    "DielectricRecord",
+    "FrameCheckReport",
+    "MeanPredictor",
+    "PoolRecord",
+    "frame_check",
+    "frame_check_targets",
+    "load_labelled",
+    "load_materials_project",
+    "load_petousis2017",
+    "load_screening_pool",
+    "plot_summary",
+    "point_group_rotations",
+    "records_from_mp_docs",
+    "split_indices",
+    "summarize",
+]
