@@ -18,6 +18,7 @@ from dtnn_jax.graph.neighbors import (
     edge_vectors,
     graph_from_structure,
     neighbor_list,
+    safe_norm,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "node_mask",
     "pad_to_bucket",
     "padded_batches",
+    "safe_norm",
 ]

@@ -7,7 +7,8 @@ Conventions (used by every model in the package):
   centre); its Cartesian vector is
   ``r_ij = positions[j] - positions[i] + shifts[e]`` with ``shifts[e] = offsets[e] @ lattice``;
 * both directions of every pair are present; the zero-shift self pair is never present, but
-  an atom *is* connected to its own periodic images when they lie within the cutoff.
+  an atom *is* connected to its own periodic images when they lie within the cutoff;
+* the cutoff is strict, ``|r_ij| < cutoff``, as in ASE and SevenNet's own graph builder.
 
 The neighbour search is pymatgen's cell-list implementation
 (``pymatgen.optimization.neighbors.find_points_in_spheres``, compiled, O(N) in the number of
@@ -16,12 +17,13 @@ atoms), tested against ASE's neighbour list in ``tests/graph``.
 
 from __future__ import annotations
 
-import numpy as np
 import jraph
+import numpy as np
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
-# Pairs closer than this are treated as the same point (the excluded self pair).
-_SELF_PAIR_TOL_ANGSTROM = 1e-8
+# Two distinct atoms closer than this are treated as a duplicated site (an input error): a
+# zero-length real edge has no direction and would give NaN spherical harmonics.
+_MIN_PAIR_DISTANCE_ANGSTROM = 0.1
 
 
 class GraphConstructionError(ValueError):
@@ -38,39 +40,80 @@ def neighbor_list(
     pbc: tuple[bool, bool, bool] | np.ndarray,
     cutoff_angstrom: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All ordered pairs (i, j, image) with |r_ij| <= cutoff, self pair excluded.
+    """All ordered pairs (i, j, image) with |r_ij| < cutoff, the self pair excluded.
+
+    Equal, as a set, to ASE's ``neighbor_list("ijdS", atoms, cutoff,
+    self_interaction=False)`` (tested on every shipped crystal). Non-periodic directions
+    never produce images, and their lattice rows may be zero. Distinct atoms at the same
+    place are reported (at distance 0); `build_graph` rejects them.
 
     Returns:
         receivers: [n_edges] int, the centre atom i.
         senders: [n_edges] int, the neighbour atom j.
         offsets: [n_edges, 3] int, the lattice image of j.
         distances: [n_edges] float64, angstrom.
+
+        Sorted by (i, j, image).
     """
     positions = np.ascontiguousarray(positions, dtype=np.float64)
-    lattice = np.ascontiguousarray(lattice, dtype=np.float64)
-    pbc_arr = np.ascontiguousarray(np.asarray(pbc, dtype=bool).astype(np.int64))
+    pbc_bool = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
     if positions.shape[0] == 0:
         empty = np.zeros((0,), np.int64)
         return empty, empty, np.zeros((0, 3), np.int64), np.zeros((0,), np.float64)
+    search_lattice = _search_lattice(np.asarray(lattice, np.float64), pbc_bool, positions)
     centers, neighbors, images, distances = find_points_in_spheres(
         positions,
         positions,
         r=float(cutoff_angstrom),
-        pbc=pbc_arr,
-        lattice=lattice,
-        tol=_SELF_PAIR_TOL_ANGSTROM,
+        pbc=np.ascontiguousarray(pbc_bool.astype(np.int64)),
+        lattice=search_lattice,
+        tol=1e-8,
     )
-    keep = distances > _SELF_PAIR_TOL_ANGSTROM
-    # find_points_in_spheres uses a small numerical tolerance at the sphere's surface;
-    # apply the cutoff exactly so the graph does not depend on it.
-    keep &= distances <= cutoff_angstrom
-    order = np.lexsort((neighbors[keep], centers[keep]))
-    return (
-        centers[keep][order].astype(np.int64),
-        neighbors[keep][order].astype(np.int64),
-        np.rint(images[keep][order]).astype(np.int64),
-        distances[keep][order],
+    centers = np.asarray(centers, np.int64).reshape(-1)
+    neighbors = np.asarray(neighbors, np.int64).reshape(-1)
+    images = np.rint(np.asarray(images, np.float64).reshape(-1, 3)).astype(np.int64)
+    distances = np.asarray(distances, np.float64).reshape(-1)
+    # The self pair is excluded by identity (same atom, zero image), as in ASE, not by
+    # distance, so two distinct atoms at the same place stay visible to the caller.
+    keep = ~((centers == neighbors) & np.all(images == 0, axis=1))
+    # find_points_in_spheres has a small tolerance at the sphere's surface; apply the cutoff
+    # exactly and strictly (|r| < cutoff), like ASE and SevenNet's own graph builder.
+    keep &= distances < cutoff_angstrom
+    centers, neighbors, images, distances = (
+        centers[keep],
+        neighbors[keep],
+        images[keep],
+        distances[keep],
     )
+    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], neighbors, centers))
+    return centers[order], neighbors[order], images[order], distances[order]
+
+
+def _search_lattice(
+    lattice: np.ndarray,  # [3, 3] rows, angstrom
+    pbc: np.ndarray,  # [3] bool
+    positions: np.ndarray,  # [n_atoms, 3] angstrom
+) -> np.ndarray:
+    """The lattice handed to the cell-list search: non-periodic rows replaced.
+
+    Along a non-periodic direction no image is ever generated, so that lattice row only
+    matters to the search as a basis vector; it may be zero (a molecule or slab given
+    without a cell), which the search cannot invert. It is replaced by a vector orthogonal
+    to the periodic rows and longer than the structure, so the result never depends on it.
+    """
+    if pbc.all():
+        return np.ascontiguousarray(lattice)
+    extent = float(np.ptp(positions, axis=0).max()) + 1.0
+    periodic = lattice[pbc]  # [n_periodic, 3]
+    # Orthonormal basis whose first rows span the periodic rows, the rest their complement.
+    basis = np.linalg.svd(
+        np.vstack([periodic, np.zeros((3 - len(periodic), 3))]), full_matrices=True
+    )[2]  # [3, 3], rows orthonormal
+    complement = basis[len(periodic) :]  # [n_non_periodic, 3]
+    length = extent + float(np.abs(lattice[pbc]).sum()) + 1.0
+    out = lattice.copy()
+    out[~pbc] = complement * length
+    return np.ascontiguousarray(out)
 
 
 def build_graph(
@@ -89,7 +132,8 @@ def build_graph(
         positions: Cartesian coordinates, angstrom.
         atomic_numbers: element of each atom (Z).
         lattice: lattice vectors as rows, angstrom.
-        pbc: periodicity along each lattice vector.
+        pbc: periodicity along each lattice vector; a non-periodic row may be zero (a
+            molecule or slab without a cell).
         cutoff_angstrom: neighbour cutoff radius, angstrom.
         allow_isolated: if False (default) an atom without any neighbour within the cutoff
             raises `IsolatedAtomError`; if True it is kept as a node with no edge.
@@ -103,7 +147,8 @@ def build_graph(
 
     Raises:
         GraphConstructionError: empty structure, shape mismatch, non-finite input, a
-            degenerate lattice or a non-positive cutoff.
+            degenerate lattice (linearly dependent periodic rows), a non-positive cutoff,
+            or two atoms closer than 0.1 A (a duplicated site).
         IsolatedAtomError: an atom has no neighbour (unless ``allow_isolated``).
     """
     positions = np.asarray(positions, dtype=np.float64)
@@ -111,7 +156,9 @@ def build_graph(
     lattice = np.asarray(lattice, dtype=np.float64)
     n_atoms = positions.shape[0] if positions.ndim == 2 else -1
     if positions.ndim != 2 or positions.shape[1] != 3:
-        raise GraphConstructionError(f"positions must have shape [n_atoms, 3], got {positions.shape}")
+        raise GraphConstructionError(
+            f"positions must have shape [n_atoms, 3], got {positions.shape}"
+        )
     if n_atoms == 0:
         raise GraphConstructionError("the structure has no atoms")
     if atomic_numbers.shape != (n_atoms,):
@@ -124,22 +171,32 @@ def build_graph(
         raise GraphConstructionError("positions or lattice contain non-finite numbers (nan/inf)")
     if not np.isfinite(cutoff_angstrom) or cutoff_angstrom <= 0:
         raise GraphConstructionError(f"cutoff must be a positive number, got {cutoff_angstrom}")
-    volume = abs(np.linalg.det(lattice))
-    if np.any(pbc) and volume < 1e-6 * max(1.0, np.linalg.norm(lattice) ** 3):
-        raise GraphConstructionError(
-            f"the lattice is degenerate (cell volume {volume:.3g} A^3); lattice rows:\n{lattice}"
-        )
+    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    _check_periodic_rows(lattice, pbc)
 
-    receivers, senders, offsets, _ = neighbor_list(positions, lattice, pbc, cutoff_angstrom)
+    receivers, senders, offsets, distances = neighbor_list(positions, lattice, pbc, cutoff_angstrom)
+    overlapping = distances < _MIN_PAIR_DISTANCE_ANGSTROM
+    if overlapping.any():
+        k = int(np.flatnonzero(overlapping)[0])
+        raise GraphConstructionError(
+            f"atoms {receivers[k]} and {senders[k]} (image {offsets[k].tolist()}) are "
+            f"{distances[k]:.3g} A apart, closer than {_MIN_PAIR_DISTANCE_ANGSTROM} A: "
+            "a duplicated or overlapping site"
+        )
     if not allow_isolated:
         has_neighbor = np.zeros(n_atoms, bool)
         has_neighbor[receivers] = True
         if not has_neighbor.all():
             lonely = np.flatnonzero(~has_neighbor)
+            first = int(lonely[0])
             raise IsolatedAtomError(
-                f"{len(lonely)} atom(s) have no neighbour within {cutoff_angstrom} A "
-                f"(indices {lonely[:10].tolist()}{'...' if len(lonely) > 10 else ''}); "
-                "the encoder cannot describe an isolated atom's environment"
+                f"{len(lonely)} atom(s) have no neighbour within the cutoff of "
+                f"{cutoff_angstrom} A: atom {first} (Z={int(atomic_numbers[first])}) at "
+                f"{np.round(positions[first], 4).tolist()} A"
+                + (f" and atoms {lonely[1:10].tolist()}" if len(lonely) > 1 else "")
+                + ("..." if len(lonely) > 10 else "")
+                + "; the encoder cannot describe an isolated atom's environment "
+                "(pass allow_isolated=True to keep it as a node without edges)"
             )
     shifts = offsets.astype(np.float64) @ lattice
     return jraph.GraphsTuple(
@@ -154,6 +211,27 @@ def build_graph(
         n_node=np.array([n_atoms], np.int32),
         n_edge=np.array([len(senders)], np.int32),
     )
+
+
+def _check_periodic_rows(lattice: np.ndarray, pbc: np.ndarray) -> None:
+    """Raises `GraphConstructionError` unless the periodic lattice rows are independent."""
+    periodic = lattice[pbc]  # [n_periodic, 3]
+    if len(periodic) == 0:
+        return
+    lengths = np.linalg.norm(periodic, axis=1)  # [n_periodic]
+    if np.any(lengths < 1e-6):
+        raise GraphConstructionError(
+            f"the lattice is degenerate: a periodic lattice vector has zero length; "
+            f"lattice rows:\n{lattice}"
+        )
+    unit = periodic / lengths[:, None]
+    # Gram determinant of the unit rows: 1 for orthogonal rows, 0 for dependent ones.
+    gram_det = float(np.linalg.det(unit @ unit.T))
+    if gram_det < 1e-8:
+        raise GraphConstructionError(
+            f"the lattice is degenerate (periodic lattice vectors are linearly dependent, "
+            f"normalised Gram determinant {gram_det:.3g}); lattice rows:\n{lattice}"
+        )
 
 
 def graph_from_structure(
@@ -174,3 +252,34 @@ def edge_vectors(graph: jraph.GraphsTuple):
     """Cartesian edge vectors r_ij = x_j - x_i + shift, [n_edges, 3] (numpy or jax)."""
     pos = graph.nodes["positions"]
     return pos[graph.senders] - pos[graph.receivers] + graph.edges["shifts"]
+
+
+def safe_norm(vectors, axis: int = -1, keepdims: bool = False):
+    """Euclidean norm whose gradient is zero, not NaN, at the zero vector (numpy or jax).
+
+    Padding edges have zero length; ``jnp.linalg.norm`` has an undefined (NaN) gradient
+    there, and a NaN times a zero mask is still NaN. Squared norms of zero vectors are
+    replaced by 1 before the square root and the result set back to 0, so both the value
+    and the gradient are finite everywhere.
+
+    Args:
+        vectors: [..., 3] (or any shape) array.
+        axis: the axis to reduce.
+        keepdims: keep the reduced axis with size 1.
+
+    Returns:
+        The norms, shape of ``vectors`` without ``axis`` (or with size 1 if ``keepdims``).
+    """
+    xp = _array_module(vectors)
+    squared = xp.sum(vectors * vectors, axis=axis, keepdims=keepdims)
+    is_zero = squared == 0
+    return xp.where(is_zero, 0.0, xp.sqrt(xp.where(is_zero, 1.0, squared)))
+
+
+def _array_module(array):
+    """numpy for numpy arrays, jax.numpy for everything else (jax arrays, tracers)."""
+    if isinstance(array, np.ndarray | np.generic):
+        return np
+    import jax.numpy as jnp
+
+    return jnp
