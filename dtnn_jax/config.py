@@ -1,0 +1,273 @@
+"""The project's one configuration system: frozen, validated dataclasses.
+
+Every setting of an experiment lives here, grouped by the part of the pipeline it
+controls. The dataclasses are frozen and check their values on construction, so a bad
+value fails where it is written, not deep inside a jitted function. Command-line flags
+only exist at the edge (``experiments/``) and build these objects.
+
+Example:
+    >>> from dtnn_jax.config import ExperimentConfig
+    >>> cfg = ExperimentConfig.default()
+    >>> cfg.readout.width, cfg.readout.n_blocks, cfg.train.batch_size
+    (128, 2, 64)
+    >>> ExperimentConfig.quick().train.max_epochs
+    6
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import e3nn_jax as e3nn
+
+Target = Literal["electronic", "ionic", "total"]
+TargetScaling = Literal["none", "standardize"]
+
+TARGETS: tuple[str, ...] = ("electronic", "ionic", "total")
+TARGET_SCALINGS: tuple[str, ...] = ("none", "standardize")
+
+# SevenNet-0 node irreps after interaction layers 1-4, and after layer 5 (scalars only).
+SEVENNET_HIDDEN_IRREPS = "128x0e+64x1e+32x2e"
+SEVENNET_LAST_IRREPS = "128x0e"
+
+
+def encoder_layer_irreps(layer: int) -> str:
+    """Irreps of SevenNet-0's node features after interaction layer ``layer`` (1..5)."""
+    if not 1 <= layer <= 5:
+        raise ValueError(f"SevenNet-0 has interaction layers 1..5, got {layer}")
+    return SEVENNET_HIDDEN_IRREPS if layer < 5 else SEVENNET_LAST_IRREPS
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadoutConfig:
+    """The trainable equivariant readout (DTNN blocks + tensor readout).
+
+    Attributes:
+        input_irreps: irreps of the flat per-atom input features ("features" in the graph
+            nodes), in e3nn-jax's basis convention. Only l <= 2 is used; l = 1 becomes
+            Cartesian vectors, l = 2 symmetric traceless 3x3 tensors. Parity labels are
+            ignored (SevenNet-0 is SO(3)-only).
+        n_radial: width of the per-edge radial features ("radial" in the graph edges).
+        width: hidden width of every scalar MLP (paper: 128).
+        vector_channels: number of atom/bond vector channels inside the blocks.
+        tensor_channels: number of atom rank-2 tensor channels inside the blocks.
+        n_blocks: number of equivariant blocks (paper: 2).
+        mlp_layers: dense layers per scalar MLP (the last one has no activation).
+        dropout_rate: dropout on the atom scalars (paper: 0.2).
+        use_edges: False gives DTNN-simple (no bond scalars/vectors at all).
+        avg_num_neighbors: bond messages summed into an atom are divided by this constant,
+            so the sum stays O(1) whatever the cutoff (SevenNet-0's 5 A cutoff gives 27.1
+            edges per atom on the shipped set; 40 is a round upper value).
+        target_scaling: "none": the network predicts eps directly; "standardize": it
+            predicts (eps - offset I) / scale with offset and scale taken from the training
+            targets (see `dtnn_jax.models.scaling`).
+    """
+
+    input_irreps: str = SEVENNET_HIDDEN_IRREPS
+    n_radial: int = 8
+    width: int = 128
+    vector_channels: int = 64
+    tensor_channels: int = 32
+    n_blocks: int = 2
+    mlp_layers: int = 2
+    dropout_rate: float = 0.2
+    use_edges: bool = True
+    avg_num_neighbors: float = 40.0
+    target_scaling: TargetScaling = "standardize"
+
+    def __post_init__(self):
+        try:
+            irreps = e3nn.Irreps(self.input_irreps)
+        except Exception as err:  # e3nn raises bare ValueError/AssertionError
+            raise ValueError(f"ReadoutConfig.input_irreps {self.input_irreps!r}: {err}") from err
+        if irreps.dim == 0 or not any(ir.l == 0 for _, ir in irreps):
+            raise ValueError(f"ReadoutConfig.input_irreps needs l=0 channels: {irreps}")
+        if any(ir.l > 2 for _, ir in irreps):
+            raise ValueError(f"ReadoutConfig.input_irreps must have l <= 2, got {irreps}")
+        for name in ("n_radial", "width", "vector_channels", "tensor_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ReadoutConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_blocks < 0:
+            raise ValueError(f"ReadoutConfig.n_blocks must be >= 0, got {self.n_blocks}")
+        if self.mlp_layers < 1:
+            raise ValueError(f"ReadoutConfig.mlp_layers must be >= 1, got {self.mlp_layers}")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ValueError(f"ReadoutConfig.dropout_rate must be in [0, 1): {self.dropout_rate}")
+        if self.avg_num_neighbors <= 0:
+            raise ValueError(
+                f"ReadoutConfig.avg_num_neighbors must be > 0: {self.avg_num_neighbors}"
+            )
+        if self.target_scaling not in TARGET_SCALINGS:
+            raise ValueError(
+                f"ReadoutConfig.target_scaling must be one of {TARGET_SCALINGS}, "
+                f"got {self.target_scaling!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of the readout on precomputed encoder features.
+
+    Attributes:
+        batch_size: real crystals per batch (paper: 64).
+        max_nodes_per_batch: atom budget of one padded batch (a larger crystal gets a batch
+            of its own).
+        max_edges_per_batch: edge budget of one padded batch.
+        bucket_growth: ratio between padded bucket sizes (smaller: less padding, more
+            compiled shapes).
+        min_bucket_nodes: smallest padded node count (the bucket ladder starts here).
+        min_bucket_edges: smallest padded edge count.
+        learning_rate: peak learning rate after warm-up.
+        warmup_steps: linear warm-up from 0 to ``learning_rate``.
+        end_lr_fraction: the cosine decay ends at ``learning_rate * end_lr_fraction``.
+        weight_decay: AdamW decoupled weight decay (the authors' code: 0.01).
+        grad_clip_norm: global gradient-norm clip (paper: 2.0).
+        max_epochs: epochs at most.
+        decay_epochs: the cosine decay spans this many epochs (None: ``max_epochs``). Set it
+            when a run may be resumed with a larger ``max_epochs`` and must continue on the
+            same learning-rate schedule.
+        patience_epochs: stop after this many epochs without a better validation MAE
+            (paper: 200).
+        eval_every_epochs: validate every this many epochs.
+        checkpoint_every_epochs: save a resumable checkpoint every this many epochs (always
+            at the end and on a new best).
+        progress_bar: show a tqdm bar with the running train loss and validation MAE.
+    """
+
+    batch_size: int = 64
+    max_nodes_per_batch: int = 4096
+    max_edges_per_batch: int = 262144
+    bucket_growth: float = 1.5
+    min_bucket_nodes: int = 16
+    min_bucket_edges: int = 256
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    end_lr_fraction: float = 0.01
+    weight_decay: float = 0.01
+    grad_clip_norm: float = 2.0
+    max_epochs: int = 1000
+    decay_epochs: int | None = None
+    patience_epochs: int = 200
+    eval_every_epochs: int = 1
+    checkpoint_every_epochs: int = 10
+    progress_bar: bool = True
+
+    def __post_init__(self):
+        for name in (
+            "batch_size",
+            "max_nodes_per_batch",
+            "max_edges_per_batch",
+            "min_bucket_nodes",
+            "min_bucket_edges",
+            "max_epochs",
+            "patience_epochs",
+            "eval_every_epochs",
+            "checkpoint_every_epochs",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.decay_epochs is not None and self.decay_epochs < 1:
+            raise ValueError(f"TrainConfig.decay_epochs must be >= 1, got {self.decay_epochs}")
+        if self.bucket_growth <= 1.0:
+            raise ValueError(f"TrainConfig.bucket_growth must be > 1, got {self.bucket_growth}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.end_lr_fraction <= 1.0:
+            raise ValueError(
+                f"TrainConfig.end_lr_fraction must be in [0, 1]: {self.end_lr_fraction}"
+            )
+        if self.weight_decay < 0:
+            raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip_norm <= 0:
+            raise ValueError(f"TrainConfig.grad_clip_norm must be > 0, got {self.grad_clip_norm}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """One training run: which target, which encoder layer, which split, how to train.
+
+    Attributes:
+        target: dielectric tensor to learn: "electronic", "ionic" or "total".
+        encoder_layer: SevenNet-0 interaction layer (1..5) whose node features feed the
+            readout; must agree with ``readout.input_irreps``.
+        seed: seed of the data split, the parameter initialisation, dropout and shuffling.
+        readout: the readout architecture.
+        train: the optimisation settings.
+    """
+
+    target: Target = "total"
+    encoder_layer: int = 4
+    seed: int = 0
+    readout: ReadoutConfig = dataclasses.field(default_factory=ReadoutConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"ExperimentConfig.target must be one of {TARGETS}: {self.target!r}")
+        expected = e3nn.Irreps(encoder_layer_irreps(self.encoder_layer))
+        if e3nn.Irreps(self.readout.input_irreps) != expected:
+            raise ValueError(
+                f"encoder layer {self.encoder_layer} gives irreps {expected}, but "
+                f"readout.input_irreps is {self.readout.input_irreps!r}; build the config with "
+                "ExperimentConfig.default(encoder_layer=...) or set both."
+            )
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable nested dict (inverse of `from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ExperimentConfig:
+        """Rebuilds (and re-validates) a config written by `to_dict`."""
+        data = dict(data)
+        readout = ReadoutConfig(**data.pop("readout", {}))
+        train = TrainConfig(**data.pop("train", {}))
+        return cls(readout=readout, train=train, **data)
+
+    @classmethod
+    def default(
+        cls, target: Target = "total", encoder_layer: int = 4, seed: int = 0
+    ) -> ExperimentConfig:
+        """The paper's hyperparameters (2 blocks, width 128, dropout 0.2, batch 64)."""
+        return cls(
+            target=target,
+            encoder_layer=encoder_layer,
+            seed=seed,
+            readout=ReadoutConfig(input_irreps=encoder_layer_irreps(encoder_layer)),
+            train=TrainConfig(),
+        )
+
+    @classmethod
+    def quick(
+        cls, target: Target = "total", encoder_layer: int = 4, seed: int = 0
+    ) -> ExperimentConfig:
+        """A tiny configuration for tests and smoke runs (seconds on a CPU)."""
+        return cls(
+            target=target,
+            encoder_layer=encoder_layer,
+            seed=seed,
+            readout=ReadoutConfig(
+                input_irreps=encoder_layer_irreps(encoder_layer),
+                width=16,
+                vector_channels=8,
+                tensor_channels=4,
+                n_blocks=1,
+                dropout_rate=0.1,
+            ),
+            train=TrainConfig(
+                batch_size=8,
+                max_nodes_per_batch=256,
+                max_edges_per_batch=4096,
+                min_bucket_nodes=64,
+                min_bucket_edges=512,
+                learning_rate=3e-3,
+                warmup_steps=2,
+                max_epochs=6,
+                patience_epochs=50,
+                checkpoint_every_epochs=2,
+                progress_bar=False,
+            ),
+        )

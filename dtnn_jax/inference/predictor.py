@@ -1,0 +1,229 @@
+"""Batch inference: structures -> dielectric tensors with a pretrained ensemble.
+
+Encoder and every readout of every target run in ONE jitted function per padded bucket
+shape (compiled once per bucket), vmapped over ensemble members and sharded over local
+devices. Inputs are validated one by one first, so one bad crystal never loses the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+from ase import Atoms
+from pymatgen.core import Structure
+
+from dtnn_jax import parallel
+from dtnn_jax.config import TARGETS
+from dtnn_jax.features import DEFAULT_BUDGET, Encoder, get_encoder
+from dtnn_jax.graph import BatchBudget
+from dtnn_jax.inference.bundle import ModelBundle, load_bundle
+from dtnn_jax.io import StructureInputError, as_structure
+from dtnn_jax.models.readout import DTNN
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Predicted tensors for n inputs; rows of failed inputs are NaN.
+
+    Attributes:
+        mean: target -> [n, 3, 3] ensemble-mean tensor.
+        std: target -> [n, 3, 3] ensemble standard deviation per component (0 for a
+            single-member ensemble).
+        errors: [n] None, or the reason the input could not be predicted.
+        sources: [n] a name for each input (file path or ``#index (formula)``).
+    """
+
+    mean: dict[str, np.ndarray]
+    std: dict[str, np.ndarray]
+    errors: list[str | None]
+    sources: list[str]
+
+    @property
+    def ok(self) -> np.ndarray:
+        """[n] bool, True where the prediction succeeded."""
+        return np.array([e is None for e in self.errors])
+
+
+def _source(obj, index: int) -> str:
+    if isinstance(obj, str | os.PathLike):
+        return str(obj)
+    formula = getattr(obj, "formula", None)
+    if formula is None and isinstance(obj, Atoms):
+        formula = obj.get_chemical_formula()
+    return f"#{index} ({formula})" if formula else f"#{index}"
+
+
+class DielectricModel:
+    """A pretrained ensemble per target, ready to predict.
+
+    Example:
+        >>> model = load_model()  # doctest: +SKIP
+        >>> eps = model.predict(["POSCAR"], target="total")  # [1, 3, 3]  # doctest: +SKIP
+    """
+
+    def __init__(self, bundle: ModelBundle, encoder: Encoder | None = None):
+        self.bundle = bundle
+        self.encoder = encoder or get_encoder()
+        self.targets = tuple(t for t in TARGETS if t in bundle.targets)
+        # Stack members along a leading axis: one vmapped readout call per target.
+        self._stacked = {
+            t: jax.tree.map(lambda *xs: jnp.stack(xs), *[m.params for m in tm.members])
+            for t, tm in bundle.targets.items()
+        }
+        self._scalers = {
+            t: (
+                jnp.array([m.scaler.offset for m in tm.members], jnp.float32),
+                jnp.array([m.scaler.scale for m in tm.members], jnp.float32),
+            )
+            for t, tm in bundle.targets.items()
+        }
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    def ensemble_size(self, target: str) -> int:
+        return len(self.bundle.targets[target].members)
+
+    @functools.cached_property
+    def _apply(self):
+        from dtnn_jax.encoder import sevennet_forward
+
+        enc_config = self.encoder.config
+        readouts = {
+            t: (DTNN(tm.config.readout), tm.config.encoder_layer)
+            for t, tm in self.bundle.targets.items()
+        }
+
+        def forward(enc_params, readout_params, scalers, batch):
+            out = sevennet_forward(enc_params, batch, enc_config)
+            result = {}
+            for t, (module, layer) in readouts.items():
+                g = batch._replace(
+                    nodes={**batch.nodes, "features": out.node_features[layer - 1].array},
+                    edges={**batch.edges, "radial": out.edge_radial},
+                )
+                y = jax.vmap(lambda p, g=g, m=module: m.apply(p, g, deterministic=True))(
+                    readout_params[t]
+                )  # [n_members, n_graph, 3, 3]
+                offset, scale = scalers[t]
+                eps = offset[:, None, None, None] * jnp.eye(3) + scale[:, None, None, None] * y
+                result[t] = (eps.mean(0), eps.std(0))
+            return result
+
+        return parallel.sharded_vmap(forward)
+
+    def _graphs(self, structures: Sequence) -> tuple[list, list[str | None], list[str]]:
+        graphs: list[jraph.GraphsTuple | None] = []
+        errors: list[str | None] = []
+        sources: list[str] = []
+        for i, obj in enumerate(structures):
+            src = _source(obj, i)
+            sources.append(src)
+            try:
+                graphs.append(self.encoder.graph(as_structure(obj, i), source=src))
+                errors.append(None)
+            except StructureInputError as err:
+                graphs.append(None)
+                errors.append(err.reason)
+        return graphs, errors, sources
+
+    def predict_detailed(
+        self,
+        structures: Iterable,
+        budget: BatchBudget = DEFAULT_BUDGET,
+        progress: bool = False,
+    ) -> Prediction:
+        """All targets with ensemble mean and std; bad inputs get NaN rows and a reason."""
+        structures = _as_list(structures)
+        graphs, errors, sources = self._graphs(structures)
+        n = len(structures)
+        mean = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
+        std = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
+        good = [i for i, g in enumerate(graphs) if g is not None]
+        args = (self.encoder.params, self._stacked, self._scalers)
+        batches = parallel.map_batches(
+            self._apply, args, [graphs[i] for i in good], budget, progress, desc="predict"
+        )
+        for idx, res in batches:
+            rows = [good[k] for k in idx]
+            for t in self.targets:
+                mean[t][rows] = res[t][0][: len(rows)]
+                std[t][rows] = res[t][1][: len(rows)]
+        return Prediction(mean=mean, std=std, errors=errors, sources=sources)
+
+    def predict(
+        self,
+        structures,
+        target: str = "total",
+        return_std: bool = False,
+        errors: str = "raise",
+    ):
+        """Predicted tensors [n, 3, 3] for a list of crystals (see `predict`)."""
+        if target != "all" and target not in self.targets:
+            raise ValueError(f"target must be one of {(*self.targets, 'all')}, got {target!r}")
+        if errors not in ("raise", "nan"):
+            raise ValueError(f"errors must be 'raise' or 'nan', got {errors!r}")
+        result = self.predict_detailed(structures)
+        failed = [(s, e) for s, e in zip(result.sources, result.errors, strict=True) if e]
+        if failed:
+            lines = "; ".join(f"{s}: {e}" for s, e in failed)
+            if errors == "raise":
+                raise StructureInputError(f"{len(failed)} of {len(result.errors)} inputs", lines)
+            warnings.warn(f"no prediction (NaN) for {lines}", stacklevel=2)
+        if target == "all":
+            return (result.mean, result.std) if return_std else result.mean
+        return (result.mean[target], result.std[target]) if return_std else result.mean[target]
+
+
+def _as_list(structures) -> list:
+    if isinstance(structures, Structure | Atoms | str | Path):
+        return [structures]
+    return list(structures)
+
+
+@functools.cache
+def _load_cached(name: str | None) -> DielectricModel:
+    return DielectricModel(load_bundle(name))
+
+
+def load_model(name_or_path: str | os.PathLike | None = None) -> DielectricModel:
+    """Loads a model bundle: the shipped default, another shipped name, or a directory."""
+    if name_or_path is None or not Path(name_or_path).is_dir():
+        return _load_cached(None if name_or_path is None else str(name_or_path))
+    return DielectricModel(load_bundle(name_or_path))
+
+
+def predict(
+    structures,
+    target: str = "total",
+    return_std: bool = False,
+    model: str | os.PathLike | DielectricModel | None = None,
+    errors: str = "raise",
+):
+    """Dielectric tensors of crystals with the shipped pretrained ensemble.
+
+    Args:
+        structures: pymatgen Structures, ASE Atoms or structure file paths (CIF, POSCAR,
+            extxyz, pymatgen JSON), or a single one of them.
+        target: "electronic", "ionic", "total", or "all" (a dict over the three).
+        return_std: also return the ensemble standard deviation per component.
+        model: a `DielectricModel`, a bundle name or a bundle directory (default: shipped).
+        errors: "raise" (default): any bad input raises one `StructureInputError` naming
+            every bad input and why; "nan": bad inputs get NaN rows and a warning.
+
+    Returns:
+        np.ndarray [n, 3, 3] (or a dict of them; with ``return_std`` a (mean, std) pair).
+    """
+    if not isinstance(model, DielectricModel):
+        model = load_model(model)
+    return model.predict(structures, target=target, return_std=return_std, errors=errors)

@@ -1,0 +1,54 @@
+"""The configuration dataclasses validate their values and round-trip through dicts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from dtnn_jax.config import (
+    ExperimentConfig,
+    ReadoutConfig,
+    TrainConfig,
+    encoder_layer_irreps,
+)
+
+
+def test_defaults_follow_the_paper():
+    cfg = ExperimentConfig.default()
+    assert (cfg.readout.n_blocks, cfg.readout.width, cfg.readout.dropout_rate) == (2, 128, 0.2)
+    assert (cfg.train.batch_size, cfg.train.grad_clip_norm) == (64, 2.0)
+    assert cfg.readout.input_irreps == "128x0e+64x1e+32x2e"
+    assert ExperimentConfig.default(encoder_layer=5).readout.input_irreps == "128x0e"
+
+
+def test_round_trip_through_dict():
+    cfg = ExperimentConfig.quick(target="ionic", encoder_layer=5, seed=3)
+    assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("factory", "match"),
+    [
+        (lambda: ReadoutConfig(width=0), "width"),
+        (lambda: ReadoutConfig(dropout_rate=1.0), "dropout_rate"),
+        (lambda: ReadoutConfig(input_irreps="4x1e"), "l=0"),
+        (lambda: ReadoutConfig(input_irreps="4x0e+1x3e"), "l <= 2"),
+        (lambda: ReadoutConfig(input_irreps="nonsense"), "input_irreps"),
+        (lambda: ReadoutConfig(target_scaling="log"), "target_scaling"),
+        (lambda: TrainConfig(batch_size=0), "batch_size"),
+        (lambda: TrainConfig(bucket_growth=1.0), "bucket_growth"),
+        (lambda: TrainConfig(decay_epochs=0), "decay_epochs"),
+        (lambda: ExperimentConfig(target="static"), "target"),
+        (lambda: encoder_layer_irreps(6), "1..5"),
+    ],
+)
+def test_bad_values_fail_on_construction(factory, match):
+    with pytest.raises(ValueError, match=match):
+        factory()
+
+
+def test_layer_and_irreps_must_agree():
+    cfg = ExperimentConfig.default(encoder_layer=4)
+    with pytest.raises(ValueError, match="encoder layer 5"):
+        dataclasses.replace(cfg, encoder_layer=5)
