@@ -1,0 +1,67 @@
+"""``dtnn featurize FILES... --layer K --out feats.npz``: SevenNet-0 descriptors of crystals."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "featurize",
+        help="per-atom SevenNet-0 features of structure files",
+        description=(
+            "Writes an .npz with one [n_atoms, D] array per input (key = the path as given) "
+            "of per-atom features after interaction layer K, plus 'irreps', 'layer', 'files' "
+            "(the featurized paths, in order) and 'energy_ev' (SevenNet-0 energies). Files "
+            "that cannot be used are reported on stderr and skipped; the others are still "
+            "written, and the exit status is 1 if any failed."
+        ),
+    )
+    p.add_argument("files", nargs="+", help="CIF, POSCAR, extxyz or pymatgen JSON files")
+    p.add_argument("--layer", type=int, default=4, help="interaction layer 1..5 (default 4)")
+    p.add_argument("--out", default="features.npz", help="output .npz (default features.npz)")
+    p.set_defaults(func=run)
+
+
+# array names of the output besides the per-file features
+RESERVED_KEYS = ("irreps", "layer", "files", "energy_ev")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from dtnn_jax.features import featurize_graphs, get_encoder
+    from dtnn_jax.io import StructureInputError, as_structure
+
+    encoder = get_encoder()
+    try:
+        irreps = encoder.layer_irreps(args.layer)  # validates the layer before any work
+    except ValueError as err:
+        print(f"error: --layer: {err}", file=sys.stderr)
+        return 2
+    graphs, names, failed = [], [], 0
+    for path in args.files:
+        if path in names:
+            print(f"note: {path} given twice; featurized once", file=sys.stderr)
+            continue
+        try:
+            if path in RESERVED_KEYS:
+                raise StructureInputError(path, "this name is reserved in the output .npz")
+            graphs.append(encoder.graph(as_structure(path), source=path))
+            names.append(path)
+        except StructureInputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+    features, energies = featurize_graphs(encoder, graphs, args.layer, progress=len(graphs) > 32)
+    arrays = dict(zip(names, features, strict=True))
+    np.savez(
+        args.out,
+        **arrays,
+        irreps=np.array(irreps),
+        layer=np.array(args.layer),
+        files=np.array(names, dtype=str),
+        energy_ev=energies,
+    )
+    print(f"wrote {len(arrays)} crystals ({irreps}) to {args.out}; {failed} failed")
+    return 1 if failed else 0
