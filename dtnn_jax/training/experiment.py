@@ -19,7 +19,7 @@ import numpy as np
 from dtnn_jax.config import ExperimentConfig
 from dtnn_jax.models.baselines import RidgeIsotropicBaseline, invariant_descriptors
 from dtnn_jax.training.checkpoint import write_json_atomic
-from dtnn_jax.training.train import evaluate, fit, with_targets
+from dtnn_jax.training.train import FitResult, evaluate, fit, with_targets
 
 
 def train_and_evaluate(
@@ -29,6 +29,20 @@ def train_and_evaluate(
     graphs: Sequence[jraph.GraphsTuple] | None = None,
     cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
+    """Trains one readout and evaluates it on the held-out test split.
+
+    The JSON-ready summary of `run_experiment` (see there for the arguments).
+    """
+    return run_experiment(config, workdir, records, graphs, cache_dir)[0]
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    workdir: str | Path,
+    records: Sequence[Any] | None = None,
+    graphs: Sequence[jraph.GraphsTuple] | None = None,
+    cache_dir: str | Path | None = None,
+) -> tuple[dict[str, Any], FitResult]:
     """Trains one readout and evaluates it on the held-out test split.
 
     Args:
@@ -42,7 +56,8 @@ def train_and_evaluate(
         cache_dir: feature cache directory (default: ``$DTNN_JAX_CACHE``).
 
     Returns:
-        A JSON-ready dict: sizes, fit summary, and test metrics of the model and baselines.
+        A JSON-ready dict (sizes, fit summary, test metrics of the model and baselines) and
+        the `FitResult` (best parameters and target scaler).
     """
     from dtnn_jax.data import MeanPredictor, load_petousis2017, split_indices
     from dtnn_jax.metrics import all_metrics, mae_tensor_by_crystal_system
@@ -116,4 +131,4 @@ def train_and_evaluate(
         true=true,
         crystal_system=np.array(systems),
     )
-    return summary
+    return summary, result

@@ -1,0 +1,39 @@
+"""End-to-end smoke test of the main job: `dtnn train --quick` on a slice of the shipped data."""
+
+from __future__ import annotations
+
+import json
+
+from dtnn_jax.cli import main
+
+
+def test_dtnn_train_quick_writes_table_and_plots(tmp_path):
+    workdir = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--quick",
+            "--limit",
+            "40",
+            "--target",
+            "all",
+            "--workdir",
+            str(workdir),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    accuracy = json.loads((workdir / "accuracy.json").read_text())
+    assert set(accuracy["models"]) == {"dtnn", "mean_predictor", "ridge"}
+    for model in accuracy["models"].values():
+        assert set(model) == {"electronic", "ionic", "total"}
+        for target in model.values():
+            for metric in ("mae_tensor", "mae_mean_diag", "mae_diag", "mae_offdiag"):
+                assert target[metric]["mean"] >= 0 and target[metric]["std"] == 0
+    assert accuracy["seeds"] == [0]
+    assert "| All |" in (workdir / "accuracy.md").read_text()
+    for target in ("electronic", "ionic", "total"):
+        assert (workdir / f"parity_{target}.png").stat().st_size > 10_000
+        assert (workdir / target / "metrics.json").exists()
