@@ -21,6 +21,12 @@ from pymatgen.core import Structure
 # (the shortest, H-H in H2, is 0.74 A), so this catches duplicated sites and unit mix-ups.
 MIN_INTERATOMIC_DISTANCE_ANGSTROM = 0.5
 
+# Largest crystal (atoms per structure) accepted by default: a guard against out-of-memory
+# crashes deep in the encoder. Memory grows with the number of edges (about 27 per atom for
+# oxides and halides at the 5 A cutoff), and a crystal is never split across batches.
+# Raise it per call (``max_atoms=``) or here for bigger machines.
+MAX_ATOMS = 2000
+
 
 class StructureInputError(ValueError):
     """An input cannot be used as a crystal; the message names the input and the reason."""
@@ -79,8 +85,12 @@ def _from_ase(atoms) -> Structure:
     return AseAtomsAdaptor.get_structure(atoms)
 
 
-def as_structure(obj: Any, index: int | None = None) -> Structure:
-    """Converts a Structure, ASE Atoms or a file path to a validated pymatgen Structure."""
+def as_structure(obj: Any, index: int | None = None, max_atoms: int | None = None) -> Structure:
+    """Converts a Structure, ASE Atoms or a file path to a validated pymatgen Structure.
+
+    ``max_atoms`` (default: the module's `MAX_ATOMS` at call time) is the size guard of
+    `validate_structure`.
+    """
     source = _describe(obj, index)
     if isinstance(obj, Structure):
         structure = obj
@@ -97,7 +107,7 @@ def as_structure(obj: Any, index: int | None = None) -> Structure:
             f"unsupported input type {type(obj).__name__}: expected a pymatgen Structure, "
             "an ASE Atoms or a path to a CIF/POSCAR/extxyz/JSON file",
         )
-    validate_structure(structure, source)
+    validate_structure(structure, source, max_atoms=max_atoms)
     return structure
 
 
@@ -108,15 +118,25 @@ def as_structures(objs: Any) -> list[Structure]:
     return [as_structure(o, i) for i, o in enumerate(objs)]
 
 
-def validate_structure(structure: Structure, source: str = "structure") -> None:
+def validate_structure(
+    structure: Structure, source: str = "structure", max_atoms: int | None = None
+) -> None:
     """Raises `StructureInputError` for crystals no model can use.
 
-    Checks: at least one atom; ordered sites with a single element each; finite coordinates
-    and lattice; a non-degenerate cell; no two atoms closer than
-    `MIN_INTERATOMIC_DISTANCE_ANGSTROM` (periodic images included).
+    Checks: at least one atom and at most ``max_atoms`` (default `MAX_ATOMS`, read at call
+    time); ordered sites with a single element each; finite coordinates and lattice; a
+    non-degenerate cell; no two atoms closer than `MIN_INTERATOMIC_DISTANCE_ANGSTROM`
+    (periodic images included).
     """
     if len(structure) == 0:
         raise StructureInputError(source, "the structure has no atoms")
+    limit = MAX_ATOMS if max_atoms is None else int(max_atoms)
+    if len(structure) > limit:
+        raise StructureInputError(
+            source,
+            f"too large: {len(structure)} atoms exceed the limit of {limit} atoms per structure "
+            "(memory guard; raise it with max_atoms= or dtnn_jax.io.MAX_ATOMS)",
+        )
     if not structure.is_ordered:
         raise StructureInputError(
             source, "disordered (partial-occupancy) sites are not supported; order it first"

@@ -3,6 +3,20 @@
 Encoder and every readout of every target run in ONE jitted function per padded bucket
 shape (compiled once per bucket), vmapped over ensemble members and sharded over local
 devices. Inputs are validated one by one first, so one bad crystal never loses the others.
+
+Symmetry: SevenNet-0 is equivariant under proper rotations only (SO(3)): its l = 1 features
+are built from the spherical harmonics of bond vectors but labelled even ("1e"), so parity is
+not tracked. Rotating a crystal rotates the predicted tensor, eps(R x) = R eps(x) R^T, but
+its inverted (mirror) image -x may get a different tensor, although a rank-2 polar tensor is
+inversion-even and physically eps(-x) = eps(x). For centrosymmetric crystals -x is the same
+crystal (up to a translation) and nothing changes; for non-centrosymmetric ones (chiral
+enantiomorphs, polar crystals, and the improper symmetry operations -- mirrors, -4, -6 axes
+-- of a crystal's point group) the plain prediction can break that symmetry. With
+``inversion_average=True`` the prediction is eps_avg(x) = (eps(x) + eps(-x)) / 2, which is
+equivariant under the full orthogonal group O(3): it is unchanged by x -> -x by
+construction; for a proper rotation R, -(R x) = R(-x) gives eps_avg(R x) = R eps_avg(x) R^T;
+and an improper Q = -R then gives eps_avg(Q x) = eps_avg(R x) = Q eps_avg(x) Q^T. It costs
+two forward passes (compiled into one function).
 """
 
 from __future__ import annotations
@@ -96,6 +110,15 @@ class DielectricModel:
 
     @functools.cached_property
     def _apply(self):
+        """The jitted ensemble forward (SO(3)-equivariant, see the module docstring)."""
+        return self._forward(inversion_average=False)
+
+    @functools.cached_property
+    def _apply_inversion_averaged(self):
+        """The jitted ensemble forward averaged over x and -x (O(3)-equivariant)."""
+        return self._forward(inversion_average=True)
+
+    def _forward(self, inversion_average: bool):
         from dtnn_jax.encoder import sevennet_forward
 
         enc_config = self.encoder.config
@@ -104,7 +127,8 @@ class DielectricModel:
             for t, tm in self.bundle.targets.items()
         }
 
-        def forward(enc_params, readout_params, scalers, batch):
+        def member_tensors(enc_params, readout_params, scalers, batch):
+            """target -> eps [n_members, n_graph, 3, 3] of every ensemble member."""
             out = sevennet_forward(enc_params, batch, enc_config)
             result = {}
             for t, (module, layer) in readouts.items():
@@ -116,9 +140,18 @@ class DielectricModel:
                     readout_params[t]
                 )  # [n_members, n_graph, 3, 3]
                 offset, scale = scalers[t]
-                eps = offset[:, None, None, None] * jnp.eye(3) + scale[:, None, None, None] * y
-                result[t] = (eps.mean(0), eps.std(0))
+                result[t] = (
+                    offset[:, None, None, None] * jnp.eye(3) + scale[:, None, None, None] * y
+                )
             return result
+
+        def forward(enc_params, readout_params, scalers, batch):
+            eps = member_tensors(enc_params, readout_params, scalers, batch)
+            if inversion_average:
+                # Each member is averaged over x and -x before the ensemble statistics.
+                inv = member_tensors(enc_params, readout_params, scalers, invert(batch))
+                eps = {t: 0.5 * (eps[t] + inv[t]) for t in eps}
+            return {t: (e.mean(0), e.std(0)) for t, e in eps.items()}
 
         return parallel.sharded_vmap(forward)
 
@@ -142,8 +175,18 @@ class DielectricModel:
         structures: Iterable,
         budget: BatchBudget = DEFAULT_BUDGET,
         progress: bool = False,
+        inversion_average: bool = False,
     ) -> Prediction:
-        """All targets with ensemble mean and std; bad inputs get NaN rows and a reason."""
+        """All targets with ensemble mean and std; bad inputs get NaN rows and a reason.
+
+        Args:
+            structures: pymatgen Structures, ASE Atoms or structure file paths.
+            budget: padded-batch limits.
+            progress: show a progress bar.
+            inversion_average: average each member's tensor over the crystal and its
+                inverted image (O(3)- instead of SO(3)-equivariant; twice the cost, see the
+                module docstring).
+        """
         structures = _as_list(structures)
         graphs, errors, sources = self._graphs(structures)
         n = len(structures)
@@ -151,8 +194,9 @@ class DielectricModel:
         std = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
         good = [i for i, g in enumerate(graphs) if g is not None]
         args = (self.encoder.params, self._stacked, self._scalers)
+        apply = self._apply_inversion_averaged if inversion_average else self._apply
         batches = parallel.map_batches(
-            self._apply, args, [graphs[i] for i in good], budget, progress, desc="predict"
+            apply, args, [graphs[i] for i in good], budget, progress, desc="predict"
         )
         for idx, res in batches:
             rows = [good[k] for k in idx]
@@ -167,13 +211,14 @@ class DielectricModel:
         target: str = "total",
         return_std: bool = False,
         errors: str = "raise",
+        inversion_average: bool = False,
     ):
         """Predicted tensors [n, 3, 3] for a list of crystals (see `predict`)."""
         if target != "all" and target not in self.targets:
             raise ValueError(f"target must be one of {(*self.targets, 'all')}, got {target!r}")
         if errors not in ("raise", "nan"):
             raise ValueError(f"errors must be 'raise' or 'nan', got {errors!r}")
-        result = self.predict_detailed(structures)
+        result = self.predict_detailed(structures, inversion_average=inversion_average)
         failed = [(s, e) for s, e in zip(result.sources, result.errors, strict=True) if e]
         if failed:
             lines = "; ".join(f"{s}: {e}" for s, e in failed)
@@ -183,6 +228,23 @@ class DielectricModel:
         if target == "all":
             return (result.mean, result.std) if return_std else result.mean
         return (result.mean[target], result.std[target]) if return_std else result.mean[target]
+
+
+def invert(batch: jraph.GraphsTuple) -> jraph.GraphsTuple:
+    """The inverted crystal -x: positions, edge shifts and lattice negated.
+
+    Every bond vector r_ij = pos[j] - pos[i] + shift flips sign; the integer cell offsets
+    stay (shift = offset @ lattice with the negated lattice), so the neighbour list is the
+    same and the graph needs no rebuild.
+    """
+    glob = dict(batch.globals or {})
+    if "lattice" in glob:
+        glob["lattice"] = -glob["lattice"]
+    return batch._replace(
+        nodes={**batch.nodes, "positions": -batch.nodes["positions"]},
+        edges={**batch.edges, "shifts": -batch.edges["shifts"]},
+        globals=glob,
+    )
 
 
 def _as_list(structures) -> list:
@@ -209,6 +271,7 @@ def predict(
     return_std: bool = False,
     model: str | os.PathLike | DielectricModel | None = None,
     errors: str = "raise",
+    inversion_average: bool = False,
 ):
     """Dielectric tensors of crystals with the shipped pretrained ensemble.
 
@@ -220,10 +283,19 @@ def predict(
         model: a `DielectricModel`, a bundle name or a bundle directory (default: shipped).
         errors: "raise" (default): any bad input raises one `StructureInputError` naming
             every bad input and why; "nan": bad inputs get NaN rows and a warning.
+        inversion_average: average over the crystal and its inverted image, making the
+            prediction O(3)-equivariant (SevenNet-0 alone is SO(3)-only: a crystal and its
+            mirror image may otherwise get different tensors); twice the cost.
 
     Returns:
         np.ndarray [n, 3, 3] (or a dict of them; with ``return_std`` a (mean, std) pair).
     """
     if not isinstance(model, DielectricModel):
         model = load_model(model)
-    return model.predict(structures, target=target, return_std=return_std, errors=errors)
+    return model.predict(
+        structures,
+        target=target,
+        return_std=return_std,
+        errors=errors,
+        inversion_average=inversion_average,
+    )

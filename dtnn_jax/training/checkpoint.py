@@ -5,7 +5,9 @@ counters), saved under ``<workdir>/checkpoints/<epoch>/``. Orbax writes each ste
 temporary directory and renames it once complete, so a save interrupted by a crash leaves
 the previous checkpoint intact and is never mistaken for a finished one. Beside it,
 ``<workdir>/run_config.json`` records the configuration a run was started with, so a resume
-with an incompatible model is refused instead of silently loading mismatched arrays.
+with an incompatible model is refused instead of silently loading mismatched arrays, and
+``<workdir>/checkpoint_format.json`` records the checkpoint format version: checkpoints of
+another format, or ones that cannot be read, raise a `CheckpointError` naming the directory.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+CHECKPOINT_FORMAT = "dtnn_jax.checkpoint"
+# Bump when the saved training state changes incompatibly (keys, optimizer layout).
+CHECKPOINT_FORMAT_VERSION = 1
+FORMAT_FILE = "checkpoint_format.json"
+
+
+class CheckpointError(ValueError):
+    """A training checkpoint is corrupt or from an incompatible version (message says which)."""
 
 
 def _as_arrays(tree: Any) -> Any:
@@ -36,6 +47,7 @@ class Checkpointer:
 
     def __init__(self, workdir: str | os.PathLike, max_to_keep: int = 2):
         self.directory = Path(workdir).absolute() / "checkpoints"
+        _check_format(Path(workdir).absolute())
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -57,7 +69,15 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        return self._manager.restore(step, args=ocp.args.StandardRestore(_as_arrays(template)))
+        try:
+            return self._manager.restore(step, args=ocp.args.StandardRestore(_as_arrays(template)))
+        except Exception as err:  # Orbax/TensorStore raise many types for the same problem
+            raise CheckpointError(
+                f"{self.directory / str(step)}: cannot restore checkpoint of epoch {step} "
+                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); it is "
+                "corrupt or does not match this model: delete it to fall back to an earlier one, "
+                "or use a fresh workdir"
+            ) from err
 
     def close(self) -> None:
         self._manager.close()
@@ -67,6 +87,36 @@ class Checkpointer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _check_format(workdir: Path) -> None:
+    """Stamps a new run directory with the checkpoint format; refuses other formats."""
+    path = workdir / FORMAT_FILE
+    if path.exists():
+        try:
+            meta = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{path}: corrupt checkpoint format file ({err})") from err
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: not a dtnn-jax checkpoint directory")
+        if version != CHECKPOINT_FORMAT_VERSION:
+            raise CheckpointError(
+                f"{workdir}: checkpoints have format version {version} (written by dtnn-jax "
+                f"{meta.get('dtnn_jax_version', '?')}); this dtnn-jax reads version "
+                f"{CHECKPOINT_FORMAT_VERSION}. Use a fresh workdir or the matching dtnn-jax."
+            )
+        return
+    from dtnn_jax import __version__
+
+    write_json_atomic(
+        path,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "dtnn_jax_version": __version__,
+        },
+    )
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
