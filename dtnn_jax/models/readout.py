@@ -11,11 +11,15 @@ features); vectors and tensors only go through channel mixing (no bias, no mixin
 z), multiplication by invariant gates and sums. The per-atom output
 ``s I + v v^T + T`` therefore rotates as ``R eps R^T``.
 
-Design choice for bond vectors: the paper's bond vectors come from the encoder (PFP); our
-encoder has none, so a bond's vector channels are its unit vector times learned per-channel
-radial weights, ``v_ij,c = u_ij * w_c(s_ij)`` with ``w`` a bias-free linear map of the bond
-scalars. This also absorbs the bias-free channel mixing of bond vectors (eq. 17), since
-mixing the channels of ``u (x) w`` equals ``u (x) (W w)``.
+Design choice for bonds: the paper's bond scalars and vectors come from the encoder (PFP);
+our encoder has none, so a bond is described by its radial features ``phi(r_ij)`` (the
+encoder's radial basis) and its unit vector ``u_ij`` alone. Bond messages are *linear* in the
+basis (plus a constant column that counts neighbours): scalar message ``W_s phi_ij``
+(eq. 14) and vector channels ``u_ij (x) W_v phi_ij`` (eq. 17; bias-free, so equivariant).
+Linearity lets the neighbour sum (eqs. 18-19) be taken first: each atom carries the
+parameter-free moments ``sum_j phi_ij`` [K] and ``sum_j phi_ij u_ij`` [K, 3], and the learned
+maps act on those. This is about 5x faster per epoch than a per-edge MLP with 64 vector channels
+per edge and was as accurate on validation (see ``ReadoutConfig``).
 """
 
 from __future__ import annotations
@@ -85,20 +89,23 @@ class ChannelLinear(nn.Module):
         return jnp.einsum("nc...,cd->nd...", x, w)
 
 
-class BondInputs(NamedTuple):
-    """Per-edge invariant and geometric inputs (padding edges zeroed).
+class BondMoments(NamedTuple):
+    """Per-atom sums over the bonds of a fixed radial basis (padding edges excluded).
+
+    The bond messages of eqs. 14 and 17 depend on the bond only through its length and
+    direction (our encoder has no bond features), so with messages linear in a fixed radial
+    basis the sum over neighbours can be taken *before* any learned map:
+    ``sum_j W phi(r_ij) = W sum_j phi(r_ij)``. These sums are parameter-free, so the
+    per-edge work is a few segment sums instead of an MLP and 64 x 3 channels per edge.
 
     Attributes:
-        radial: [n_edges, n_radial] the encoder's radial features.
-        unit: [n_edges, 3] unit edge vectors (zero for zero-length padding edges).
-        mask: [n_edges] float, 1 for real edges.
-        receivers: [n_edges] the centre atom of each edge.
+        scalars: [n_nodes, K] ``sum_j phi_k(r_ij) / avg_num_neighbors`` (K = n_radial + 1,
+            the extra column is the neighbour count).
+        vectors: [n_nodes, K, 3] ``sum_j phi_k(r_ij) u_ij / avg_num_neighbors``.
     """
 
-    radial: jnp.ndarray
-    unit: jnp.ndarray
-    mask: jnp.ndarray
-    receivers: jnp.ndarray
+    scalars: jnp.ndarray
+    vectors: jnp.ndarray
 
 
 class EquivariantBlock(nn.Module):
@@ -123,27 +130,23 @@ class EquivariantBlock(nn.Module):
         scalars: jnp.ndarray,  # [n, W]
         vectors: jnp.ndarray,  # [n, Cv, 3]
         tensors: jnp.ndarray,  # [n, Ct, 3, 3]
-        bonds: BondInputs | None,
+        bonds: BondMoments | None,
         deterministic: bool = True,
     ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
         cfg = self.config
         hidden = [cfg.width] * cfg.mlp_layers
-        n_node = scalars.shape[0]
 
         atom_s = MLP(hidden, cfg.dropout_rate, name="atom_scalar_mlp")(scalars, deterministic)
         atom_v = ChannelLinear(cfg.vector_channels, name="atom_vector_linear")(vectors)  # eq. 15
         atom_t = ChannelLinear(cfg.tensor_channels, name="atom_tensor_linear")(tensors)  # eq. 16
 
-        if bonds is not None:
-            bond_s = MLP(hidden, name="bond_scalar_mlp")(bonds.radial)  # [e, W], eq. 14
-            bond_s = bond_s * bonds.mask[:, None]
-            weights = nn.Dense(cfg.vector_channels, use_bias=False, name="bond_vector_radial")(
-                bond_s
-            )  # [e, Cv]
-            bond_v = weights[:, :, None] * bonds.unit[:, None, :]  # [e, Cv, 3], eq. 17
-            norm = 1.0 / cfg.avg_num_neighbors  # eqs. 18-19
-            atom_s = atom_s + norm * jax.ops.segment_sum(bond_s, bonds.receivers, n_node)
-            atom_v = atom_v + norm * jax.ops.segment_sum(bond_v, bonds.receivers, n_node)
+        if bonds is not None:  # eqs. 14, 17-19 with messages linear in the radial basis
+            atom_s = atom_s + nn.Dense(cfg.width, use_bias=False, name="bond_scalar_linear")(
+                bonds.scalars
+            )
+            atom_v = atom_v + ChannelLinear(cfg.vector_channels, name="bond_vector_linear")(
+                bonds.vectors
+            )
 
         invariants = jnp.concatenate(  # eq. 20
             [atom_s, safe_norm(atom_v, axis=-1), safe_norm(atom_t, axis=(-2, -1))], axis=-1
@@ -194,7 +197,7 @@ class DTNN(nn.Module):
         vectors = ChannelLinear(cfg.vector_channels, name="vector_embed")(atoms.vectors)
         tensors = ChannelLinear(cfg.tensor_channels, name="tensor_embed")(tensors_in)
 
-        bonds = self._bond_inputs(graph) if cfg.use_edges else None
+        bonds = self._bond_moments(graph) if cfg.use_edges else None
         for k in range(cfg.n_blocks):
             scalars, vectors, tensors = EquivariantBlock(cfg, name=f"block_{k}")(
                 scalars, vectors, tensors, bonds, deterministic
@@ -218,21 +221,28 @@ class DTNN(nn.Module):
         count = jax.ops.segment_sum(real_node, graph_of_node, n_graph)  # [n_graph]
         return summed / jnp.maximum(count, 1.0)[:, None, None]
 
-    def _bond_inputs(self, graph: jraph.GraphsTuple) -> BondInputs:
+    def _bond_moments(self, graph: jraph.GraphsTuple) -> BondMoments:
         positions = graph.nodes["positions"]  # [n, 3]
+        n_node = positions.shape[0]
         vec = (
             positions[graph.senders] - positions[graph.receivers] + graph.edges["shifts"]
         )  # [e, 3]
         length = safe_norm(vec)  # [e]
-        unit = vec / jnp.where(length > 0, length, 1.0)[:, None]
-        mask = edge_mask(graph).astype(vec.dtype)
-        radial = graph.edges["radial"] * mask[:, None]  # [e, n_radial]
+        unit = vec / jnp.where(length > 0, length, 1.0)[:, None]  # [e, 3]
+        mask = edge_mask(graph).astype(vec.dtype)  # [e]
+        radial = graph.edges["radial"]  # [e, n_radial]
         if radial.shape[-1] != self.config.n_radial:
             raise ValueError(
                 f"edges['radial'] has {radial.shape[-1]} columns, "
                 f"ReadoutConfig.n_radial is {self.config.n_radial}"
             )
-        return BondInputs(radial, unit * mask[:, None], mask, graph.receivers)
+        basis = jnp.concatenate([radial, jnp.ones_like(radial[:, :1])], axis=-1)  # [e, K]
+        basis = basis * (mask / self.config.avg_num_neighbors)[:, None]
+        scalars = jax.ops.segment_sum(basis, graph.receivers, n_node)  # [n, K]
+        vectors = jax.ops.segment_sum(  # [n, K, 3]
+            basis[:, :, None] * unit[:, None, :], graph.receivers, n_node
+        )
+        return BondMoments(scalars, vectors)
 
 
 def count_params(params) -> int:
