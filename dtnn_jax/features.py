@@ -199,7 +199,8 @@ def featurize_graphs(
     for idx, out in encoder.run(graphs, budget, progress):
         offsets = np.cumsum([0] + [int(graphs[i].n_node[0]) for i in idx])
         for k, i in enumerate(idx):
-            features[i] = out["features"][layer - 1][offsets[k] : offsets[k + 1]]
+            # a copy, so the padded batch buffers are not kept alive by the results
+            features[i] = out["features"][layer - 1][offsets[k] : offsets[k + 1]].copy()
             energies[i] = out["energy"][k]
     return features, energies
 
