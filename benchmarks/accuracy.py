@@ -26,6 +26,7 @@ import numpy as np
 from dtnn_jax.config import TARGETS, ExperimentConfig
 from dtnn_jax.data import load_petousis2017
 from dtnn_jax.features import featurized_graphs, get_encoder
+from dtnn_jax.metrics import mae_tensor
 from dtnn_jax.training.experiment import run_experiment
 from dtnn_jax.training.report import (
     aggregate,
@@ -110,7 +111,7 @@ def main() -> None:
                 print(
                     f"{model:>11} {target:>10} seed {seed}: test MAE_tensor "
                     f"{metrics['mae_tensor']:.3f} (mean predictor "
-                    f"{per_seed['mean_predictor'][target][-1]['mae_tensor']:.3f}) "
+                    f"{mae_tensor(pred['mean_predictor'], true):.3f}) "
                     f"epochs {summary['epochs_run']} in {wall[model][target][-1]:.0f} s",
                     flush=True,
                 )

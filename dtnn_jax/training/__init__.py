@@ -1,6 +1,6 @@
 """Training and evaluation of the readout on precomputed encoder features."""
 
-from dtnn_jax.training.checkpoint import CheckpointError, Checkpointer
+from dtnn_jax.training.checkpoint import Checkpointer, CheckpointError
 from dtnn_jax.training.experiment import train_and_evaluate
 from dtnn_jax.training.train import (
     FitResult,
