@@ -101,7 +101,7 @@ def predict_records(model, files, targets, chunk_size: int = 256, progress: bool
     """
     from tqdm.auto import tqdm
 
-    from dtnn_jax.inference.screening import eps_poly_std, structure_id, tensor_properties
+    from dtnn_jax.inference.screening import structure_id, tensor_properties
     from dtnn_jax.io import StructureInputError, as_structure
 
     records = []
@@ -126,7 +126,7 @@ def predict_records(model, files, targets, chunk_size: int = 256, progress: bool
                 for k, i in enumerate(good):
                     recs[i]["error"] = pred.errors[k]
                 props = {t: tensor_properties(pred.mean[t]) for t in model.targets}
-                spread = {t: eps_poly_std(pred.std[t]) for t in model.targets}
+                spread = pred.eps_poly_std
                 for k, i in enumerate(good):
                     if recs[i]["error"] is not None:
                         continue
@@ -149,10 +149,7 @@ def predict_records(model, files, targets, chunk_size: int = 256, progress: bool
 
 def format_table(records: list[dict], model_name: str) -> str:
     """Human-readable: one block per crystal."""
-    out = [
-        f"model: {model_name}  (+- is the ensemble std per component; for eps_poly the mean "
-        "of the diagonal stds, an upper bound of its std)"
-    ]
+    out = [f"model: {model_name}  (+- is the ensemble standard deviation over members)"]
     for rec in records:
         head = f"== {rec['source']}" + (f" ({rec['formula']})" if rec["formula"] else "")
         if rec["error"]:

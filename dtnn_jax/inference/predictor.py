@@ -50,14 +50,16 @@ class Prediction:
 
     Attributes:
         mean: target -> [n, 3, 3] ensemble-mean tensor.
-        std: target -> [n, 3, 3] ensemble standard deviation per component (0 for a
-            single-member ensemble).
+        std: target -> [n, 3, 3] ensemble standard deviation per component (population
+            std over members; 0 for a single-member ensemble).
+        eps_poly_std: target -> [n] ensemble standard deviation of eps_poly = tr/3.
         errors: [n] None, or the reason the input could not be predicted.
         sources: [n] a name for each input (file path or ``#index (formula)``).
     """
 
     mean: dict[str, np.ndarray]
     std: dict[str, np.ndarray]
+    eps_poly_std: dict[str, np.ndarray]
     errors: list[str | None]
     sources: list[str]
 
@@ -151,7 +153,10 @@ class DielectricModel:
                 # Each member is averaged over x and -x before the ensemble statistics.
                 inv = member_tensors(enc_params, readout_params, scalers, invert(batch))
                 eps = {t: 0.5 * (eps[t] + inv[t]) for t in eps}
-            return {t: (e.mean(0), e.std(0)) for t, e in eps.items()}
+            return {
+                t: (e.mean(0), e.std(0), (jnp.trace(e, axis1=-2, axis2=-1) / 3.0).std(0))
+                for t, e in eps.items()
+            }
 
         return parallel.sharded_vmap(forward)
 
@@ -192,6 +197,7 @@ class DielectricModel:
         n = len(structures)
         mean = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
         std = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
+        poly_std = {t: np.full(n, np.nan, np.float32) for t in self.targets}
         good = [i for i, g in enumerate(graphs) if g is not None]
         args = (self.encoder.params, self._stacked, self._scalers)
         apply = self._apply_inversion_averaged if inversion_average else self._apply
@@ -203,7 +209,8 @@ class DielectricModel:
             for t in self.targets:
                 mean[t][rows] = res[t][0][: len(rows)]
                 std[t][rows] = res[t][1][: len(rows)]
-        return Prediction(mean=mean, std=std, errors=errors, sources=sources)
+                poly_std[t][rows] = res[t][2][: len(rows)]
+        return Prediction(mean=mean, std=std, eps_poly_std=poly_std, errors=errors, sources=sources)
 
     def predict(
         self,

@@ -86,18 +86,6 @@ def tensor_properties(eps) -> TensorProperties:
     return TensorProperties(eigenvalues, eps_poly, anisotropy, refractive)
 
 
-def eps_poly_std(std) -> np.ndarray:
-    """Ensemble spread of eps_poly from per-component stds [n, 3, 3] -> [n].
-
-    The mean of the three diagonal stds. By the triangle inequality for standard
-    deviations it bounds the ensemble std of tr/3 from above, with equality when the
-    members' diagonal deviations are perfectly correlated (e.g. members differing by a
-    multiple of the identity, or any cubic crystal).
-    """
-    std = np.asarray(std, np.float64)
-    return np.diagonal(std, axis1=1, axis2=2).mean(axis=1)
-
-
 def figure_of_merit(band_gap_ev, eps_poly) -> np.ndarray:
     """FOM = band gap (eV) x eps_poly, the paper's screening score (NaN where unknown)."""
     return np.asarray(band_gap_ev, np.float64) * np.asarray(eps_poly, np.float64)
@@ -357,7 +345,7 @@ def predict_rows(model, items: list[PoolItem], budget=None) -> list[dict]:
         pred = model.predict_detailed([structures[i] for i in good], **kwargs)
         for t in model.targets:
             props = tensor_properties(pred.mean[t])
-            spread = eps_poly_std(pred.std[t])
+            spread = pred.eps_poly_std[t]
             for k, i in enumerate(good):
                 rows[i][f"eps_poly_{t}"] = float(props.eps_poly[k])
                 rows[i][f"eps_poly_{t}_std"] = float(spread[k])

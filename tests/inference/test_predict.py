@@ -86,6 +86,9 @@ def test_predict_equals_encoder_plus_readout(bundle, crystals):
     np.testing.assert_allclose(std, by_hand.std(0), rtol=1e-3, atol=1e-4)
     # the two members differ by their offset (5 vs 6): the spread is visible on the diagonal
     assert np.all(std[:, [0, 1, 2], [0, 1, 2]] > 0.1)
+    poly_std = model.predict_detailed(crystals).eps_poly_std["total"]
+    exact = (np.trace(by_hand, axis1=2, axis2=3) / 3).std(0)
+    np.testing.assert_allclose(poly_std, exact, rtol=1e-3, atol=1e-4)
 
 
 def test_one_bad_input_loses_nothing(bundle, crystals, tmp_path):
