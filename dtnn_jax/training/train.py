@@ -383,6 +383,9 @@ def fit(
         if ckpt is None or last_saved == epoch:
             return
         last_saved = epoch
+        # History first: a kill between the two writes leaves a history that reaches at
+        # least the checkpoint's epoch, and resuming truncates it to that epoch.
+        write_json_atomic(workdir / "history.json", history)
         ckpt.save(
             epoch,
             {
@@ -396,7 +399,6 @@ def fit(
                 "scaler": scaler.as_dict(),
             },
         )
-        write_json_atomic(workdir / "history.json", history)
 
     bar = tqdm(
         total=tcfg.max_epochs,
