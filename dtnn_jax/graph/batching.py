@@ -140,3 +140,22 @@ def node_graph_index(graph: jraph.GraphsTuple, total_nodes: int | None = None):
     n_graph = graph.n_node.shape[0]
     total = total_nodes if total_nodes is not None else graph.nodes["species"].shape[0]
     return jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=total)
+
+
+def crystal_mean(per_atom, graph: jraph.GraphsTuple):
+    """[n_graph, ...] mean of per-atom values [n_nodes, ...] over each crystal's real atoms.
+
+    The dielectric tensor is intensive, so models average (not sum) their per-atom
+    contributions; padding atoms are masked out and padding graphs get zeros.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    n_node = per_atom.shape[0]
+    n_graph = graph.n_node.shape[0]
+    real = node_mask(graph).astype(per_atom.dtype)  # [n]
+    expand = (slice(None),) + (None,) * (per_atom.ndim - 1)
+    graph_of_node = node_graph_index(graph, n_node)  # [n]
+    summed = jax.ops.segment_sum(per_atom * real[expand], graph_of_node, n_graph)
+    count = jax.ops.segment_sum(real, graph_of_node, n_graph)  # [n_graph]
+    return summed / jnp.maximum(count, 1.0)[expand]

@@ -254,7 +254,7 @@ def edge_vectors(graph: jraph.GraphsTuple):
     return pos[graph.senders] - pos[graph.receivers] + graph.edges["shifts"]
 
 
-def safe_norm(vectors, axis: int = -1, keepdims: bool = False):
+def safe_norm(vectors, axis: int | tuple[int, ...] = -1, keepdims: bool = False):
     """Euclidean norm whose gradient is zero, not NaN, at the zero vector (numpy or jax).
 
     Padding edges have zero length; ``jnp.linalg.norm`` has an undefined (NaN) gradient
@@ -264,7 +264,7 @@ def safe_norm(vectors, axis: int = -1, keepdims: bool = False):
 
     Args:
         vectors: [..., 3] (or any shape) array.
-        axis: the axis to reduce.
+        axis: the axis (or axes) to reduce.
         keepdims: keep the reduced axis with size 1.
 
     Returns:

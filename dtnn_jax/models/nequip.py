@@ -37,8 +37,9 @@ import jax
 import jax.numpy as jnp
 import jraph
 
+from dtnn_jax.graph.batching import crystal_mean
 from dtnn_jax.models.cartesian import l2_to_matrix
-from dtnn_jax.models.painn import MAX_ATOMIC_NUMBER, crystal_mean, edge_geometry
+from dtnn_jax.models.painn import MAX_ATOMIC_NUMBER, edge_geometry
 
 
 @dataclasses.dataclass(frozen=True)

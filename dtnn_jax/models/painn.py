@@ -47,8 +47,8 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from dtnn_jax.graph.batching import edge_mask, node_graph_index, node_mask
-from dtnn_jax.models.readout import safe_norm
+from dtnn_jax.graph.batching import crystal_mean, edge_mask
+from dtnn_jax.graph.neighbors import safe_norm
 
 MAX_ATOMIC_NUMBER = 94
 # Vector RMS below sqrt(eps) = 0.01 counts as "no anisotropy" in the head's normalisation.
@@ -116,21 +116,6 @@ def edge_geometry(graph: jraph.GraphsTuple, cutoff_angstrom: float) -> EdgeGeome
     mask = real.astype(vec.dtype)
     unit = vec / jnp.where(length > 0, length, 1.0)[:, None] * mask[:, None]
     return EdgeGeometry(length * mask, unit, mask)
-
-
-def crystal_mean(per_atom: jnp.ndarray, graph: jraph.GraphsTuple) -> jnp.ndarray:
-    """[n_graph, ...] mean of per-atom values [n_nodes, ...] over each crystal's real atoms.
-
-    Padding graphs (no real atom) get zeros.
-    """
-    n_node = per_atom.shape[0]
-    n_graph = graph.n_node.shape[0]
-    real = node_mask(graph).astype(per_atom.dtype)  # [n]
-    expand = (slice(None),) + (None,) * (per_atom.ndim - 1)
-    graph_of_node = node_graph_index(graph, n_node)  # [n]
-    summed = jax.ops.segment_sum(per_atom * real[expand], graph_of_node, n_graph)
-    count = jax.ops.segment_sum(real, graph_of_node, n_graph)  # [n_graph]
-    return summed / jnp.maximum(count, 1.0)[expand]
 
 
 def sine_radial_basis(length: jnp.ndarray, n: int, cutoff: float) -> jnp.ndarray:

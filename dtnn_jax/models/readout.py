@@ -33,15 +33,9 @@ import jax.numpy as jnp
 import jraph
 
 from dtnn_jax.config import ReadoutConfig
-from dtnn_jax.graph.batching import edge_mask, node_graph_index, node_mask
+from dtnn_jax.graph.batching import crystal_mean, edge_mask
+from dtnn_jax.graph.neighbors import safe_norm
 from dtnn_jax.models.cartesian import split_irreps
-
-
-def safe_norm(x: jnp.ndarray, axis: int | tuple[int, ...] = -1) -> jnp.ndarray:
-    """Euclidean norm over ``axis`` that is 0 with a zero (not NaN) gradient at x = 0."""
-    sq = jnp.sum(x * x, axis=axis)
-    positive = sq > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
 class MLP(nn.Module):
@@ -186,9 +180,7 @@ class DTNN(nn.Module):
         """[n_graph, 3, 3] normalised dielectric tensor per graph."""
         cfg = self.config
         features = graph.nodes["features"]  # [n, D]
-        n_node = features.shape[0]
         atoms = split_irreps(features, cfg.input_irreps)
-        real_node = node_mask(graph).astype(features.dtype)  # [n]
 
         # The authors symmetrise their rank-2 inputs; ours are symmetric already (l = 2),
         # so this is a no-op kept for inputs that are not.
@@ -214,12 +206,7 @@ class DTNN(nn.Module):
         eye = jnp.eye(3, dtype=features.dtype)
         per_atom = s[:, None, None] * eye + v[:, :, None] * v[:, None, :] + t  # [n, 3, 3]
 
-        # Mean over the real atoms of each crystal (the tensor is intensive).
-        n_graph = graph.n_node.shape[0]
-        graph_of_node = node_graph_index(graph, n_node)  # [n]
-        summed = jax.ops.segment_sum(per_atom * real_node[:, None, None], graph_of_node, n_graph)
-        count = jax.ops.segment_sum(real_node, graph_of_node, n_graph)  # [n_graph]
-        return summed / jnp.maximum(count, 1.0)[:, None, None]
+        return crystal_mean(per_atom, graph)  # [n_graph, 3, 3], the tensor is intensive
 
     def _bond_moments(self, graph: jraph.GraphsTuple) -> BondMoments:
         positions = graph.nodes["positions"]  # [n, 3]

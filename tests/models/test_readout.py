@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from dtnn_jax.config import ReadoutConfig
+from dtnn_jax.graph import safe_norm
 from dtnn_jax.graph.batching import BatchBudget, pad_to_bucket
 from dtnn_jax.models.cartesian import split_irreps
-from dtnn_jax.models.readout import DTNN, safe_norm
+from dtnn_jax.models.readout import DTNN
 from dtnn_jax.training.synthetic import synthetic_graph
 
 IRREPS = "4x0e+3x1e+2x2e"
