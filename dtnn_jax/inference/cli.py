@@ -51,6 +51,11 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, help="bundle name or directory (default: shipped)")
     p.add_argument("--output", "-o", default=None, help="write here instead of stdout")
     p.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    p.add_argument(
+        "--inversion-average",
+        action="store_true",
+        help="average over the crystal and its inverted image (O(3)-equivariant; 2x cost)",
+    )
     p.set_defaults(func=run_predict)
 
     s = subparsers.add_parser(
@@ -94,7 +99,14 @@ def _nan_to_none(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def predict_records(model, files, targets, chunk_size: int = 256, progress: bool = False):
+def predict_records(
+    model,
+    files,
+    targets,
+    chunk_size: int = 256,
+    progress: bool = False,
+    inversion_average: bool = False,
+):
     """One record per input file: tensors and derived scalars per target, or the error.
 
     Files are read and validated one by one, then predicted in chunks of ``chunk_size``.
@@ -122,7 +134,9 @@ def predict_records(model, files, targets, chunk_size: int = 256, progress: bool
                 recs.append(rec)
             good = [i for i, s in enumerate(structures) if s is not None]
             if good:
-                pred = model.predict_detailed([structures[i] for i in good])
+                pred = model.predict_detailed(
+                    [structures[i] for i in good], inversion_average=inversion_average
+                )
                 for k, i in enumerate(good):
                     recs[i]["error"] = pred.errors[k]
                 props = {t: tensor_properties(pred.mean[t]) for t in model.targets}
@@ -224,7 +238,9 @@ def run_predict(args: argparse.Namespace) -> int:
         return 2
     targets = model.targets if args.target == "all" else (args.target,)
     files = _expand(args.files)
-    records = predict_records(model, files, targets, progress=args.progress)
+    records = predict_records(
+        model, files, targets, progress=args.progress, inversion_average=args.inversion_average
+    )
     if args.format == "json":
         text = json.dumps({"model": model.name, "crystals": records}, indent=1) + "\n"
     elif args.format == "csv":

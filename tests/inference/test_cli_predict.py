@@ -212,3 +212,14 @@ def test_screen_without_band_gaps_and_bad_gap_file(shared_model, pool_dir, tmp_p
     bad.write_text("id,band_gap_ev\nsomething-else,5\n")
     assert main(["screen", str(pool_dir), "--band-gaps", str(bad), "--out", str(out_dir)]) == 2
     assert "no crystal of the pool has a band gap" in capsys.readouterr().err
+
+
+def test_predict_inversion_average_flag(shared_model, pool_dir, capsys):
+    rc = main(["predict", str(pool_dir / "sio2.json"), "--format", "json", "--inversion-average"])
+    assert rc == 0
+    tensor = json.loads(capsys.readouterr().out)["crystals"][0]["targets"]["total"]["tensor"]
+    sio2 = _crystals()["sio2"]
+    averaged = shared_model.predict_detailed([sio2], inversion_average=True).mean["total"][0]
+    plain = shared_model.predict_detailed([sio2]).mean["total"][0]
+    np.testing.assert_allclose(tensor, averaged, rtol=1e-4, atol=1e-5)
+    assert np.abs(averaged - plain).max() > 1e-4  # the flag really changes the computation
