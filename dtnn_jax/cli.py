@@ -1,8 +1,8 @@
 """The ``dtnn`` command line: ``dtnn data|featurize|train|predict|screen ...``.
 
 Each command lives beside the code it drives and registers itself through a
-``register(subparsers)`` function; this module only assembles them. Heavy imports (JAX) happen
-inside the commands, so ``dtnn --help`` is instant.
+``register(subparsers)`` function; this module only assembles them. The heavy work (models,
+data, compilation) happens inside the commands; ``dtnn --help`` takes about 3 s (JAX import).
 """
 
 from __future__ import annotations
