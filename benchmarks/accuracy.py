@@ -73,8 +73,6 @@ def main() -> None:
     per_seed: dict = {
         m: {t: [] for t in args.targets} for m in (*args.models, "ridge", "mean_predictor")
     }
-    wall: dict = {m: {t: [] for t in args.targets} for m in args.models}
-    epochs: dict = {m: {t: [] for t in args.targets} for m in args.models}
     members: dict = {t: [] for t in args.targets}
     predictions: dict = {}
     for model in args.models:
@@ -85,8 +83,7 @@ def main() -> None:
                 summary, fit = run_experiment(
                     config, Path(args.workdir) / model / target / f"seed{seed}", records, graphs
                 )
-                wall[model][target].append(time.perf_counter() - t1)
-                epochs[model][target].append(summary["epochs_run"])
+                seconds = time.perf_counter() - t1
                 run = Path(args.workdir) / model / target / f"seed{seed}"
                 with np.load(run / "test_predictions.npz") as f:
                     true, systems = f["true"], f["crystal_system"]
@@ -97,6 +94,9 @@ def main() -> None:
                     }
                     indices = f["indices"]
                 metrics = test_metrics(pred[model], true, systems, target)
+                # scalars in the per-seed dict are averaged over seeds by `aggregate`
+                metrics["train_wall_time_s"] = seconds
+                metrics["epochs_run"] = summary["epochs_run"]
                 per_seed[model][target].append(metrics)
                 if model == args.models[0]:
                     for base in ("ridge", "mean_predictor"):
@@ -112,21 +112,11 @@ def main() -> None:
                     f"{model:>11} {target:>10} seed {seed}: test MAE_tensor "
                     f"{metrics['mae_tensor']:.3f} (mean predictor "
                     f"{mae_tensor(pred['mean_predictor'], true):.3f}) "
-                    f"epochs {summary['epochs_run']} in {wall[model][target][-1]:.0f} s",
+                    f"epochs {summary['epochs_run']} in {seconds:.0f} s",
                     flush=True,
                 )
 
     models = aggregate(per_seed)
-    for model in args.models:
-        for target in args.targets:
-            models[model][target]["train_wall_time_s"] = {
-                "mean": float(np.mean(wall[model][target])),
-                "std": float(np.std(wall[model][target])),
-            }
-            models[model][target]["epochs_run"] = {
-                "mean": float(np.mean(epochs[model][target])),
-                "std": float(np.std(epochs[model][target])),
-            }
     accuracy = {
         "models": models,
         "seeds": args.seeds,

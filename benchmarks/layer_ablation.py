@@ -36,31 +36,24 @@ def main() -> None:
 
     records = load_petousis2017()
     per_seed: dict = {}
-    wall: dict = {}
     for layer in args.layers:
         graphs = featurized_graphs([r.structure for r in records], layer, progress=False)
         name = f"dtnn_L{layer}"
         per_seed[name] = {t: [] for t in args.targets}
-        wall[name] = {t: [] for t in args.targets}
         for target in args.targets:
             for seed in args.seeds:
                 config = config_for("dtnn", target, seed, layer, None)
                 run = Path(args.workdir) / name / target / f"seed{seed}"
                 t0 = time.perf_counter()
                 run_experiment(config, run, records, graphs)
-                wall[name][target].append(time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
                 with np.load(run / "test_predictions.npz") as f:
                     metrics = test_metrics(f["predicted"], f["true"], f["crystal_system"], target)
+                metrics["train_wall_time_s"] = seconds
                 per_seed[name][target].append(metrics)
                 print(f"{name} {target} seed {seed}: {metrics['mae_tensor']:.3f}", flush=True)
 
     models = aggregate(per_seed)
-    for name in models:
-        for target in models[name]:
-            models[name][target]["train_wall_time_s"] = {
-                "mean": float(np.mean(wall[name][target])),
-                "std": float(np.std(wall[name][target])),
-            }
     result = {
         "models": models,
         "seeds": args.seeds,
