@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dtnn_jax.config import TARGETS, ExperimentConfig
+from dtnn_jax.config import DEFAULT_ENCODER_LAYER, TARGETS, ExperimentConfig
 from dtnn_jax.data import load_petousis2017
 from dtnn_jax.features import featurized_graphs, get_encoder
 from dtnn_jax.metrics import mae_tensor
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="+", default=["dtnn", "dtnn_simple"], choices=["dtnn", "dtnn_simple"]
     )
-    parser.add_argument("--layer", type=int, default=4)
+    parser.add_argument("--layer", type=int, default=DEFAULT_ENCODER_LAYER)
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--workdir", default="runs/accuracy")
     parser.add_argument("--out", default=str(RESULTS))
@@ -97,11 +97,13 @@ def main() -> None:
                 # scalars in the per-seed dict are averaged over seeds by `aggregate`
                 metrics["train_wall_time_s"] = seconds
                 metrics["epochs_run"] = summary["epochs_run"]
+                metrics["best_val_mae_tensor"] = summary["best_val_mae_tensor"]
+                metrics["seed"] = seed
                 per_seed[model][target].append(metrics)
                 if model == args.models[0]:
                     for base in ("ridge", "mean_predictor"):
                         per_seed[base][target].append(
-                            test_metrics(pred[base], true, systems, target)
+                            {**test_metrics(pred[base], true, systems, target), "seed": seed}
                         )
                 predictions[f"{model}/{target}/seed{seed}/predicted"] = pred[model]
                 predictions[f"{model}/{target}/seed{seed}/true"] = true
@@ -127,6 +129,7 @@ def main() -> None:
         },
         "data": "Petousis et al. 2017 (1,056 crystals), 80/10/10 splits by seed",
         "date": time.strftime("%Y-%m-%d"),
+        "per_seed": per_seed,
     }
     (out / "accuracy.json").write_text(json.dumps(accuracy, indent=1) + "\n")
     (out / "accuracy.md").write_text(

@@ -1,71 +1,112 @@
 """Which SevenNet-0 layer feeds the readout best? (the paper's PFP-L1..L5 study, Fig. 5a)
 
-    python benchmarks/layer_ablation.py [--layers 1 2 3 4 5] [--targets total] [--seeds 0 1 2 3 4]
+    python benchmarks/layer_ablation.py [--layers 1 2 3 4 5 3+4] [--targets total]
+        [--seeds 0 1 2 3 4]
 
-Trains DTNN (paper defaults, as in `benchmarks/accuracy.py`) on the node features of each
-encoder layer, on the same 80/10/10 splits, and writes ``benchmarks/results/layer_ablation.json``
-(models ``dtnn_L<k>``, same shape as ``accuracy.json``) and ``layer_ablation.md``.
+Trains DTNN (the shipped defaults, as in `benchmarks/accuracy.py`) on the node features of
+each encoder layer, on the same 80/10/10 splits; ``3+4`` concatenates the features of two
+layers per atom (input irreps of both, one after the other). Results are merged, per model
+and target, into ``benchmarks/results/layer_ablation.json`` (models ``dtnn_L<k>`` and
+``dtnn_L<j>+L<k>``, same shape as ``accuracy.json``, plus the per-seed metrics) and
+rendered to ``layer_ablation.md``; targets can run in separate processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import fcntl
 import json
 import time
 from pathlib import Path
 
+import e3nn_jax as e3nn
 import numpy as np
 from accuracy import config_for
 
-from dtnn_jax.config import TARGETS
+from dtnn_jax.config import TARGETS, encoder_layer_irreps
 from dtnn_jax.data import load_petousis2017
 from dtnn_jax.features import featurized_graphs
 from dtnn_jax.training.experiment import run_experiment
 from dtnn_jax.training.report import aggregate, machine_description, render_markdown, test_metrics
 
 RESULTS = Path(__file__).parent / "results"
+OUT = RESULTS / "layer_ablation.json"
+
+
+def layer_graphs(spec: str, structures) -> tuple[list, str, str]:
+    """Graphs, input irreps and model name for a layer spec: ``"3"`` or ``"3+4"``."""
+    layers = [int(k) for k in spec.split("+")]
+    per_layer = [featurized_graphs(structures, k, progress=False) for k in layers]
+    irreps = e3nn.Irreps("+".join(encoder_layer_irreps(k) for k in layers))
+    graphs = [
+        gs[0]._replace(
+            nodes={
+                **gs[0].nodes,
+                "features": np.concatenate([g.nodes["features"] for g in gs], axis=-1),
+            }
+        )
+        for gs in zip(*per_layer, strict=True)
+    ]
+    return graphs, str(irreps), "dtnn_" + "+".join(f"L{k}" for k in layers)
+
+
+def save(per_seed: dict, seeds: list[int], config: dict) -> dict:
+    """Merges these runs into the results file (locked: targets may run in parallel)."""
+    with open(OUT.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(OUT.read_text()) if OUT.exists() else {}
+        merged = old.get("per_seed", {})
+        for model, by_target in per_seed.items():
+            merged.setdefault(model, {}).update(by_target)
+        result = {
+            "models": aggregate(merged),
+            "seeds": seeds,
+            "machine": machine_description(),
+            "config": config,
+            "date": time.strftime("%Y-%m-%d"),
+            "per_seed": merged,
+        }
+        OUT.write_text(json.dumps(result, indent=1) + "\n")
+        (RESULTS / "layer_ablation.md").write_text(
+            "# DTNN on the features of each SevenNet-0 layer\n\n"
+            f"Machine: {result['machine']}\n\n" + render_markdown(result)
+        )
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--layers", nargs="+", default=["1", "2", "3", "4", "5", "3+4"])
     parser.add_argument("--targets", nargs="+", default=["total"], choices=TARGETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--workdir", default="runs/layer_ablation")
     args = parser.parse_args()
 
     records = load_petousis2017()
-    per_seed: dict = {}
-    for layer in args.layers:
-        graphs = featurized_graphs([r.structure for r in records], layer, progress=False)
-        name = f"dtnn_L{layer}"
-        per_seed[name] = {t: [] for t in args.targets}
+    structures = [r.structure for r in records]
+    for spec in args.layers:
+        graphs, irreps, name = layer_graphs(spec, structures)
         for target in args.targets:
+            per_seed: list[dict] = []
             for seed in args.seeds:
-                config = config_for("dtnn", target, seed, layer, None)
+                config = config_for("dtnn", target, seed, int(spec.split("+")[0]), None)
+                config = dataclasses.replace(
+                    config, readout=dataclasses.replace(config.readout, input_irreps=irreps)
+                )
                 run = Path(args.workdir) / name / target / f"seed{seed}"
                 t0 = time.perf_counter()
-                run_experiment(config, run, records, graphs)
+                summary, _ = run_experiment(config, run, records, graphs)
                 seconds = time.perf_counter() - t0
                 with np.load(run / "test_predictions.npz") as f:
                     metrics = test_metrics(f["predicted"], f["true"], f["crystal_system"], target)
                 metrics["train_wall_time_s"] = seconds
-                per_seed[name][target].append(metrics)
+                metrics["epochs_run"] = summary["epochs_run"]
+                metrics["best_val_mae_tensor"] = summary["best_val_mae_tensor"]
+                metrics["seed"] = seed
+                per_seed.append(metrics)
                 print(f"{name} {target} seed {seed}: {metrics['mae_tensor']:.3f}", flush=True)
-
-    models = aggregate(per_seed)
-    result = {
-        "models": models,
-        "seeds": args.seeds,
-        "machine": machine_description(),
-        "config": config_for("dtnn", args.targets[0], 0, 4, None).to_dict(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    (RESULTS / "layer_ablation.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "layer_ablation.md").write_text(
-        "# DTNN on the features of each SevenNet-0 layer\n\n"
-        f"Machine: {result['machine']}\n\n" + render_markdown(result)
-    )
+            result = save({name: {target: per_seed}}, args.seeds, config.to_dict())
     print(render_markdown(result))
 
 

@@ -26,10 +26,15 @@ TargetScaling = Literal["none", "standardize"]
 
 TARGETS: tuple[str, ...] = ("electronic", "ionic", "total")
 TARGET_SCALINGS: tuple[str, ...] = ("none", "standardize")
+OutputMap = Literal["affine", "matrix_exp"]
+OUTPUT_MAPS: tuple[str, ...] = ("affine", "matrix_exp")
 
 # SevenNet-0 node irreps after interaction layers 1-4, and after layer 5 (scalars only).
 SEVENNET_HIDDEN_IRREPS = "128x0e+64x1e+32x2e"
 SEVENNET_LAST_IRREPS = "128x0e"
+# The layer whose features feed the readout by default: chosen on validation data (5 split
+# seeds, all three targets; benchmarks/results/readout_variants.md and layer_ablation.md).
+DEFAULT_ENCODER_LAYER = 3
 
 
 def encoder_layer_irreps(layer: int) -> str:
@@ -63,6 +68,13 @@ class ReadoutConfig:
         target_scaling: "none": the network predicts eps directly; "standardize": it
             predicts (eps - offset I) / scale with offset and scale taken from the training
             targets (see `dtnn_jax.models.scaling`).
+        output_map: how the network's symmetric output y becomes eps: "matrix_exp"
+            (``expm(log(offset) I + y)``: positive definite, log-eigenvalue space; needs
+            ``target_scaling="standardize"``) or "affine" (``offset I + scale y``, which can
+            predict negative eigenvalues). Both gave the same validation MAE on ionic and
+            total (``benchmarks/results/readout_variants.md``); matrix_exp is the default
+            because its tensors are always physical. Configs saved before this setting
+            existed were affine, and `ExperimentConfig.from_dict` reads them so.
     """
 
     input_irreps: str = SEVENNET_HIDDEN_IRREPS
@@ -76,6 +88,7 @@ class ReadoutConfig:
     use_edges: bool = True
     avg_num_neighbors: float = 40.0
     target_scaling: TargetScaling = "standardize"
+    output_map: OutputMap = "matrix_exp"
 
     def __post_init__(self):
         try:
@@ -103,6 +116,15 @@ class ReadoutConfig:
             raise ValueError(
                 f"ReadoutConfig.target_scaling must be one of {TARGET_SCALINGS}, "
                 f"got {self.target_scaling!r}"
+            )
+        if self.output_map not in OUTPUT_MAPS:
+            raise ValueError(
+                f"ReadoutConfig.output_map must be one of {OUTPUT_MAPS}, got {self.output_map!r}"
+            )
+        if self.output_map == "matrix_exp" and self.target_scaling != "standardize":
+            raise ValueError(
+                "ReadoutConfig.output_map='matrix_exp' needs target_scaling='standardize' "
+                "(its reference point log(offset) comes from the training targets)"
             )
 
 
@@ -199,14 +221,15 @@ class ExperimentConfig:
     Attributes:
         target: dielectric tensor to learn: "electronic", "ionic" or "total".
         encoder_layer: SevenNet-0 interaction layer (1..5) whose node features feed the
-            readout; must agree with ``readout.input_irreps``.
+            readout; must agree with ``readout.input_irreps`` (or, for the two-layer
+            ablation, be the first of the two layers whose features are concatenated).
         seed: seed of the data split, the parameter initialisation, dropout and shuffling.
         readout: the readout architecture.
         train: the optimisation settings.
     """
 
     target: Target = "total"
-    encoder_layer: int = 4
+    encoder_layer: int = DEFAULT_ENCODER_LAYER
     seed: int = 0
     readout: ReadoutConfig = dataclasses.field(default_factory=ReadoutConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
@@ -215,12 +238,24 @@ class ExperimentConfig:
         if self.target not in TARGETS:
             raise ValueError(f"ExperimentConfig.target must be one of {TARGETS}: {self.target!r}")
         expected = e3nn.Irreps(encoder_layer_irreps(self.encoder_layer))
-        if e3nn.Irreps(self.readout.input_irreps) != expected:
+        # The two-layer ablation feeds encoder_layer's features followed by another layer's
+        # (the caller concatenates them, see benchmarks/layer_ablation.py).
+        allowed = [expected] + [
+            e3nn.Irreps(f"{expected}+{encoder_layer_irreps(k)}") for k in range(1, 6)
+        ]
+        if e3nn.Irreps(self.readout.input_irreps) not in allowed:
             raise ValueError(
                 f"encoder layer {self.encoder_layer} gives irreps {expected}, but "
                 f"readout.input_irreps is {self.readout.input_irreps!r}; build the config with "
                 "ExperimentConfig.default(encoder_layer=...) or set both."
             )
+
+    @property
+    def concatenates_layers(self) -> bool:
+        """Whether the readout reads two layers' features concatenated (an ablation)."""
+        return e3nn.Irreps(self.readout.input_irreps) != e3nn.Irreps(
+            encoder_layer_irreps(self.encoder_layer)
+        )
 
     def to_dict(self) -> dict:
         """A JSON-serialisable nested dict (inverse of `from_dict`)."""
@@ -230,13 +265,15 @@ class ExperimentConfig:
     def from_dict(cls, data: dict) -> ExperimentConfig:
         """Rebuilds (and re-validates) a config written by `to_dict`."""
         data = dict(data)
-        readout = ReadoutConfig(**data.pop("readout", {}))
+        # Written before output_map existed: those models were trained with the affine map.
+        readout = {"output_map": "affine", **data.pop("readout", {})}
+        readout = ReadoutConfig(**readout)
         train = TrainConfig(**data.pop("train", {}))
         return cls(readout=readout, train=train, **data)
 
     @classmethod
     def default(
-        cls, target: Target = "total", encoder_layer: int = 4, seed: int = 0
+        cls, target: Target = "total", encoder_layer: int = DEFAULT_ENCODER_LAYER, seed: int = 0
     ) -> ExperimentConfig:
         """The paper's hyperparameters (2 blocks, width 128, dropout 0.2, batch 64)."""
         return cls(
@@ -249,7 +286,7 @@ class ExperimentConfig:
 
     @classmethod
     def quick(
-        cls, target: Target = "total", encoder_layer: int = 4, seed: int = 0
+        cls, target: Target = "total", encoder_layer: int = DEFAULT_ENCODER_LAYER, seed: int = 0
     ) -> ExperimentConfig:
         """A tiny configuration for tests and smoke runs (seconds on a CPU)."""
         return cls(

@@ -22,6 +22,7 @@ from ase import Atoms
 from pymatgen.core import Structure
 
 from dtnn_jax import parallel
+from dtnn_jax.config import DEFAULT_ENCODER_LAYER
 from dtnn_jax.graph import BatchBudget, build_graph
 from dtnn_jax.io import StructureInputError, as_structure, check_elements
 
@@ -165,7 +166,10 @@ def encoder_energy(structure) -> float:
 
 
 def featurize(
-    structures, layer: int = 4, progress: bool = False, budget: BatchBudget = DEFAULT_BUDGET
+    structures,
+    layer: int = DEFAULT_ENCODER_LAYER,
+    progress: bool = False,
+    budget: BatchBudget = DEFAULT_BUDGET,
 ) -> list[np.ndarray]:
     """Per-atom SevenNet-0 features after interaction layer ``layer`` for each crystal.
 

@@ -1,7 +1,7 @@
 """Train and evaluate DTNN on the shipped data: ``python experiments/train.py [flags]``.
 
 A thin command line over `dtnn_jax.train_and_evaluate` (identical to ``dtnn train``); see
-``--help``. Defaults: all three targets, split seed 0, SevenNet-0 layer 4, run directory
+``--help``. Defaults: all three targets, split seed 0, SevenNet-0 layer 3, run directory
 ``runs/dtnn``.
 """
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dtnn_jax.config import DEFAULT_ENCODER_LAYER
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -19,7 +21,12 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("files", nargs="+", help="CIF, POSCAR, extxyz or pymatgen JSON files")
-    p.add_argument("--layer", type=int, default=4, help="interaction layer 1..5 (default 4)")
+    p.add_argument(
+        "--layer",
+        type=int,
+        default=DEFAULT_ENCODER_LAYER,
+        help=f"interaction layer 1..5 (default {DEFAULT_ENCODER_LAYER}, the readout's)",
+    )
     p.add_argument("--out", default="features.npz", help="output .npz (default features.npz)")
     p.set_defaults(func=run)
 

@@ -42,6 +42,7 @@ from dtnn_jax.graph import BatchBudget
 from dtnn_jax.inference.bundle import ModelBundle, load_bundle
 from dtnn_jax.io import StructureInputError, as_structure
 from dtnn_jax.models.readout import DTNN
+from dtnn_jax.models.scaling import to_eps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +88,12 @@ class DielectricModel:
     """
 
     def __init__(self, bundle: ModelBundle, encoder: Encoder | None = None):
+        for t, tm in bundle.targets.items():
+            if tm.config.concatenates_layers:
+                raise ValueError(
+                    f"bundle {bundle.name!r}, target {t}: readouts on concatenated encoder "
+                    "layers are a benchmark ablation and cannot be served"
+                )
         self.bundle = bundle
         self.encoder = encoder or get_encoder()
         self.targets = tuple(t for t in TARGETS if t in bundle.targets)
@@ -142,9 +149,7 @@ class DielectricModel:
                     readout_params[t]
                 )  # [n_members, n_graph, 3, 3]
                 offset, scale = scalers[t]
-                result[t] = (
-                    offset[:, None, None, None] * jnp.eye(3) + scale[:, None, None, None] * y
-                )
+                result[t] = to_eps(y, offset[:, None], scale[:, None], module.config.output_map)
             return result
 
         def forward(enc_params, readout_params, scalers, batch):

@@ -3,8 +3,9 @@
 Input: a padded ``jraph.GraphsTuple`` whose nodes carry ``"features"`` [n_nodes, D] (the flat
 array of one encoder layer's IrrepsArray, irreps ``ReadoutConfig.input_irreps``), positions
 and species, and whose edges carry ``"shifts"`` [n_edges, 3] and ``"radial"`` [n_edges,
-n_radial]. Output: one symmetric 3x3 tensor per graph, in *normalised* units (see
-`dtnn_jax.models.scaling.TargetScaler`); padding graphs get a finite, meaningless value.
+n_radial]. Output: one symmetric 3x3 tensor per graph, in the units of the output map
+(``ReadoutConfig.output_map``; `dtnn_jax.models.scaling.to_eps` turns it into eps); padding
+graphs get a finite, meaningless value.
 
 Equivariance holds by construction: scalars only ever meet invariants (norms, radial
 features); vectors and tensors only go through channel mixing (no bias, no mixing of x, y,
@@ -177,7 +178,7 @@ class DTNN(nn.Module):
 
     @nn.compact
     def __call__(self, graph: jraph.GraphsTuple, deterministic: bool = True) -> jnp.ndarray:
-        """[n_graph, 3, 3] normalised dielectric tensor per graph."""
+        """[n_graph, 3, 3] per graph, before the output map (`dtnn_jax.models.scaling`)."""
         cfg = self.config
         features = graph.nodes["features"]  # [n, D]
         atoms = split_irreps(features, cfg.input_irreps)

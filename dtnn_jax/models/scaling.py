@@ -14,14 +14,65 @@ commutes with rotations (``R eps R^T``) and keeps symmetry. Because the L1 loss 
 homogeneous, the loss in normalised units is the loss in original units divided by
 ``scale``; optimising it gives the same minimiser, but keeps gradient norms O(1), which is
 what the global-norm clip (2.0) and AdamW's epsilon assume.
+
+Two output maps turn the network's symmetric output ``y`` into eps (`to_eps`):
+
+* ``"affine"``: ``eps = offset I + scale y`` (above);
+* ``"matrix_exp"``: ``eps = expm(log(offset) I + y)``. The network works in log-eigenvalue
+  space: eps is symmetric positive definite by construction (DFT tensors are; the affine map
+  can and does predict negative diagonal components), a unit change of ``y`` multiplies the
+  eigenvalues by e whatever their size (so the soft-mode crystals with eps in the hundreds
+  are a few units of ``y`` away, not hundreds), and ``expm(R y R^T) = R expm(y) R^T`` keeps
+  the map equivariant. ``y = 0`` gives ``offset I``, the mean isotropic training target.
+  ``y`` first goes through `soft_clamp_norm` (|y| <= 20): an untrained readout can output
+  |y| ~ 100 on some inputs, and exp(100) overflows float32 (it did, on layer-4 features).
+  The loss is still L1 on eps divided by ``scale``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 import numpy as np
+
+from dtnn_jax.config import OUTPUT_MAPS
+
+# The matrix-exp map bounds the Frobenius norm of the log-space output by this (so every
+# eigenvalue of eps is within exp(+-20) of the offset: no float32 overflow, whatever the
+# input). Below ~10, where real tensors live (log of ~300x the mean), it is nearly the
+# identity (tanh(x) ~ x).
+MAX_LOG_EPS_NORM = 20.0
+
+
+def soft_clamp_norm(y: jnp.ndarray, limit: float) -> jnp.ndarray:
+    """[..., 3, 3] -> the same matrices with Frobenius norm r mapped to ``limit tanh(r/limit)``.
+
+    The factor is an invariant scalar, so the map commutes with ``y -> R y R^T``; it is smooth
+    (the identity to third order at 0) and keeps a nonzero gradient everywhere.
+    """
+    r = jnp.sqrt(jnp.sum(y * y, axis=(-2, -1), keepdims=True) + 1e-12)
+    return y * (limit * jnp.tanh(r / limit) / r)
+
+
+def to_eps(y: jnp.ndarray, offset: jnp.ndarray, scale: jnp.ndarray, output_map: str):
+    """[..., 3, 3] network output -> eps under ``output_map`` (see the module docstring).
+
+    ``offset`` and ``scale`` are scalars or arrays that broadcast against ``y[..., 0, 0]``
+    (e.g. one per ensemble member).
+    """
+    eye = jnp.eye(3, dtype=y.dtype)
+    offset = jnp.asarray(offset, y.dtype)[..., None, None]
+    if output_map == "affine":
+        return offset * eye + jnp.asarray(scale, y.dtype)[..., None, None] * y
+    if output_map == "matrix_exp":
+        y = soft_clamp_norm(y, MAX_LOG_EPS_NORM)
+        log_eps = jnp.log(offset) * eye + y
+        flat = log_eps.reshape(-1, 3, 3)
+        return jax.vmap(jax.scipy.linalg.expm)(flat).reshape(y.shape)
+    raise ValueError(f"unknown output map {output_map!r} (use one of {OUTPUT_MAPS})")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from dtnn_jax.config import TARGETS
+from dtnn_jax.config import DEFAULT_ENCODER_LAYER, OUTPUT_MAPS, TARGETS
 
 
 def register(subparsers) -> None:
@@ -38,8 +38,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--workdir", default="runs/dtnn", help="run directory (resumes if present)")
     p.add_argument("--seed", type=int, default=0, help="split/initialisation seed")
-    p.add_argument("--layer", type=int, default=4, help="SevenNet-0 layer 1..5 (default 4)")
+    p.add_argument(
+        "--layer",
+        type=int,
+        default=DEFAULT_ENCODER_LAYER,
+        help=f"SevenNet-0 layer 1..5 (default {DEFAULT_ENCODER_LAYER})",
+    )
     p.add_argument("--simple", action="store_true", help="DTNN-simple: no edge inputs")
+    p.add_argument(
+        "--output-map",
+        choices=OUTPUT_MAPS,
+        default=None,
+        help="network output -> eps: matrix_exp (default, positive definite) or affine "
+        "(the paper's)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny model and few epochs (smoke test)")
     p.add_argument("--max-epochs", type=int, default=None, help="override the epoch budget")
     p.add_argument(
@@ -67,6 +79,8 @@ def config_from_args(args: argparse.Namespace, target: str):
     if args.no_progress:
         train = dataclasses.replace(train, progress_bar=False)
     readout = dataclasses.replace(config.readout, use_edges=not args.simple)
+    if args.output_map is not None:
+        readout = dataclasses.replace(readout, output_map=args.output_map)
     return dataclasses.replace(config, readout=readout, train=train)
 
 

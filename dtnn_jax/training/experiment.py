@@ -69,6 +69,12 @@ def run_experiment(
     if graphs is None:
         from dtnn_jax.features import featurized_graphs
 
+        if config.concatenates_layers:
+            raise ValueError(
+                "this config reads two encoder layers' features concatenated: pass the "
+                "graphs (see benchmarks/layer_ablation.py), they are not built here"
+            )
+
         graphs = featurized_graphs(
             [records[i].structure for i in keep],
             config.encoder_layer,

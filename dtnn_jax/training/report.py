@@ -73,7 +73,11 @@ def test_metrics(
 
 
 def aggregate(per_seed: Mapping[str, Mapping[str, Sequence[dict]]]) -> dict:
-    """``{model: {target: [metrics per seed]}}`` -> mean and std over seeds."""
+    """``{model: {target: [metrics per seed]}}`` -> mean and std over seeds.
+
+    Every scalar in the per-seed dicts is aggregated (an optional ``"seed"`` key is listed
+    under ``"seeds"`` instead).
+    """
 
     def stats(values):
         values = np.asarray([v for v in values if v is not None and np.isfinite(v)], float)
@@ -86,9 +90,13 @@ def aggregate(per_seed: Mapping[str, Mapping[str, Sequence[dict]]]) -> dict:
         models[model] = {}
         for target, runs in by_target.items():
             entry: dict = {}
-            scalar_keys = [k for k, v in runs[0].items() if isinstance(v, int | float)]
+            scalar_keys = [
+                k for k, v in runs[0].items() if isinstance(v, int | float) and k != "seed"
+            ]
             for key in scalar_keys:
                 entry[key] = stats([r.get(key) for r in runs])
+            if all("seed" in r for r in runs):
+                entry["seeds"] = [r["seed"] for r in runs]
             entry["by_crystal_system"] = {
                 s: stats([r["by_crystal_system"].get(s) for r in runs])
                 for s in CRYSTAL_SYSTEMS

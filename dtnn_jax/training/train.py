@@ -16,10 +16,12 @@ import dataclasses
 import functools
 import json
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import jraph
@@ -30,7 +32,7 @@ from tqdm.auto import tqdm
 from dtnn_jax.config import ExperimentConfig, ReadoutConfig, TrainConfig
 from dtnn_jax.graph.batching import BatchBudget, batch_indices, graph_mask, pad_to_bucket
 from dtnn_jax.models.readout import DTNN
-from dtnn_jax.models.scaling import TargetScaler
+from dtnn_jax.models.scaling import TargetScaler, to_eps
 from dtnn_jax.training.checkpoint import Checkpointer, write_json_atomic
 
 
@@ -89,37 +91,46 @@ def with_targets(graphs: Sequence[jraph.GraphsTuple], targets: np.ndarray) -> li
 
 
 def check_graphs(
-    graphs: Sequence[jraph.GraphsTuple], cfg: ReadoutConfig, name: str, need_target: bool
+    graphs: Sequence[jraph.GraphsTuple], cfg: ReadoutConfig | None, name: str, need_target: bool
 ):
-    """Checks single-crystal graphs against the readout's input contract (clear errors)."""
+    """Checks single-crystal graphs against the readout's input contract (clear errors).
+
+    ``cfg=None`` checks only what every model needs (single crystals, finite targets).
+    """
     import e3nn_jax as e3nn
 
     if len(graphs) == 0:
         raise ValueError(f"{name}: no graphs")
-    dim = e3nn.Irreps(cfg.input_irreps).dim
+    dim = None if cfg is None else e3nn.Irreps(cfg.input_irreps).dim
     for i, g in enumerate(graphs):
         if len(np.asarray(g.n_node)) != 1:
             raise ValueError(f"{name}[{i}]: expected a single-crystal graph, got {g.n_node}")
-        feats = g.nodes.get("features") if isinstance(g.nodes, dict) else None
-        if feats is None or feats.shape != (int(g.n_node[0]), dim):
-            shape = None if feats is None else feats.shape
-            raise ValueError(
-                f"{name}[{i}]: nodes['features'] must be [n_atoms, {dim}] for irreps "
-                f"{cfg.input_irreps}, got {shape}"
-            )
-        if cfg.use_edges:
-            radial = g.edges.get("radial") if isinstance(g.edges, dict) else None
-            if radial is None or radial.shape != (int(g.n_edge[0]), cfg.n_radial):
-                raise ValueError(
-                    f"{name}[{i}]: edges['radial'] must be [n_edges, {cfg.n_radial}], got "
-                    f"{None if radial is None else radial.shape}"
-                )
+        if cfg is not None:
+            _check_dtnn_inputs(g, cfg, dim, f"{name}[{i}]")
         if need_target:
             target = (g.globals or {}).get("target")
             if target is None or np.shape(target) != (1, 3, 3):
                 raise ValueError(f"{name}[{i}]: globals['target'] must be [1, 3, 3]")
             if not np.all(np.isfinite(target)):
                 raise ValueError(f"{name}[{i}]: non-finite target")
+
+
+def _check_dtnn_inputs(g: jraph.GraphsTuple, cfg: ReadoutConfig, dim: int, name: str) -> None:
+    """The DTNN readout reads node ``features`` [n, dim] and (with edges) ``radial``."""
+    feats = g.nodes.get("features") if isinstance(g.nodes, dict) else None
+    if feats is None or feats.shape != (int(g.n_node[0]), dim):
+        shape = None if feats is None else feats.shape
+        raise ValueError(
+            f"{name}: nodes['features'] must be [n_atoms, {dim}] for irreps "
+            f"{cfg.input_irreps}, got {shape}"
+        )
+    if cfg.use_edges:
+        radial = g.edges.get("radial") if isinstance(g.edges, dict) else None
+        if radial is None or radial.shape != (int(g.n_edge[0]), cfg.n_radial):
+            raise ValueError(
+                f"{name}: edges['radial'] must be [n_edges, {cfg.n_radial}], got "
+                f"{None if radial is None else radial.shape}"
+            )
 
 
 def make_batches(
@@ -190,9 +201,9 @@ class OptimizerSpec(NamedTuple):
 
 
 @functools.cache
-def _init_fn(cfg: ReadoutConfig, spec: OptimizerSpec):
+def _init_fn(model: nn.Module, spec: OptimizerSpec):
     """Jitted ``(key, batch) -> (params, opt_state)``; eager init compiles op by op (slow)."""
-    model, optimizer = DTNN(cfg), spec.optimizer()
+    optimizer = spec.optimizer()
 
     @jax.jit
     def init(key, batch):
@@ -203,38 +214,36 @@ def _init_fn(cfg: ReadoutConfig, spec: OptimizerSpec):
 
 
 @functools.cache
-def _predict_fn(cfg: ReadoutConfig):
+def _predict_fn(model: nn.Module, output_map: str):
     """Jitted ``(params, batch, offset, scale) -> eps [n_graph, 3, 3]``, cached per model.
 
     The scaler constants are arguments, not constants, so one compilation serves every
     split and target.
     """
-    model = DTNN(cfg)
 
     @jax.jit
     def predict(params, batch, offset, scale):
         y = model.apply(params, batch, deterministic=True)
-        return offset * jnp.eye(3, dtype=y.dtype) + scale * y
+        return to_eps(y, offset, scale, output_map)
 
     return predict
 
 
 @functools.cache
-def _train_step_fn(cfg: ReadoutConfig, spec: OptimizerSpec):
+def _train_step_fn(model: nn.Module, output_map: str, spec: OptimizerSpec):
     """Jitted ``(params, opt_state, batch, step, dropout_root, offset, scale)`` ->
     ``(params, opt_state, loss)``.
 
     Cached per model/optimizer so repeated `fit` calls (resumes, seeds, splits) reuse the
-    compiled step. The loss is the normalised summed L1 (see `dtnn_jax.models.scaling`).
+    compiled step. The loss is the summed L1 on eps divided by the scaler's ``scale`` (see
+    `dtnn_jax.models.scaling`).
     """
-    model = DTNN(cfg)
     optimizer = spec.optimizer()
 
     def loss_fn(params, batch, key, offset, scale):
-        pred = model.apply(params, batch, deterministic=False, rngs={"dropout": key})
-        eye = jnp.eye(3, dtype=pred.dtype)
-        target = (batch.globals["target"] - offset * eye) / scale
-        return l1_loss(pred, target, graph_mask(batch))
+        y = model.apply(params, batch, deterministic=False, rngs={"dropout": key})
+        eps = to_eps(y, offset, scale, output_map)
+        return l1_loss(eps, batch.globals["target"], graph_mask(batch)) / scale
 
     @jax.jit
     def train_step(params, opt_state, batch, step, dropout_root, offset, scale):
@@ -251,8 +260,8 @@ def _scaler_args(scaler: TargetScaler) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _strip(batch: jraph.GraphsTuple) -> jraph.GraphsTuple:
-    """Drops the fields the readout never reads (less host->device traffic)."""
-    nodes = {k: batch.nodes[k] for k in ("positions", "species", "features")}
+    """Drops the fields no model reads (less host->device traffic)."""
+    nodes = {k: batch.nodes[k] for k in ("positions", "species", "features") if k in batch.nodes}
     edges = {k: batch.edges[k] for k in ("shifts", "radial") if k in batch.edges}
     glob = {k: v for k, v in (batch.globals or {}).items() if k == "target"}
     return batch._replace(nodes=nodes, edges=edges, globals=glob)
@@ -264,6 +273,7 @@ def evaluate(
     graphs: Sequence[jraph.GraphsTuple],
     scaler: TargetScaler | None = None,
     budget: BatchBudget | None = None,
+    model: nn.Module | None = None,
 ) -> np.ndarray:
     """Predicted dielectric tensors [n, 3, 3] (units of eps) for single-crystal graphs.
 
@@ -277,12 +287,14 @@ def evaluate(
         scaler: the target scaling used in training (``FitResult.scaler``); required unless
             ``target_scaling`` is "none".
         budget: padded-batch limits (default: from the config's TrainConfig).
+        model: the network the parameters belong to, if not the DTNN readout of ``config``
+            (see `fit`).
     """
     cfg = config.readout if isinstance(config, ExperimentConfig) else config
     if budget is None:
         train = config.train if isinstance(config, ExperimentConfig) else TrainConfig()
         budget = batch_budget(train)
-    check_graphs(graphs, cfg, "evaluate", need_target=False)
+    check_graphs(graphs, cfg if model is None else None, "evaluate", need_target=False)
     if scaler is None:
         if cfg.target_scaling != "none":
             raise ValueError(
@@ -290,7 +302,7 @@ def evaluate(
                 "the scaler it was trained with (FitResult.scaler) to evaluate"
             )
         scaler = TargetScaler()
-    predict = _predict_fn(cfg)
+    predict = _predict_fn(model or DTNN(cfg), cfg.output_map)
     consts = _scaler_args(scaler)
     out = np.zeros((len(graphs), 3, 3), np.float32)
     for idx, batch in make_batches(graphs, budget):
@@ -307,8 +319,9 @@ def fit(
     train_graphs: Sequence[jraph.GraphsTuple],
     val_graphs: Sequence[jraph.GraphsTuple],
     workdir: str | Path | None = None,
+    model: nn.Module | None = None,
 ) -> FitResult:
-    """Trains the readout; returns the best-on-validation parameters.
+    """Trains the readout (or another tensor model); returns the best-on-validation parameters.
 
     Args:
         config: the experiment (its ``readout`` and ``train`` parts are used here).
@@ -317,13 +330,22 @@ def fit(
         val_graphs: likewise, for early stopping and model selection.
         workdir: run directory for checkpoints and ``history.json``. If it already holds a
             checkpoint of the same model, training resumes from it. None: no checkpoints.
+        model: a Flax module to train instead of ``DTNN(config.readout)``, with the same
+            call contract: ``model.apply(params, padded_batch, deterministic=..., rngs=
+            {"dropout": key})`` -> [n_graph, 3, 3] in the units of ``to_eps``. Everything
+            else (target scaling and output map from ``config.readout``, optimizer,
+            schedule, loss, batching, early stopping, checkpoints) is shared, which is how
+            the from-scratch baselines are trained in the very same harness. The graphs
+            then need only what the module reads (plus ``globals["target"]``).
 
     Returns:
         A `FitResult`.
     """
     cfg, tcfg = config.readout, config.train
-    check_graphs(train_graphs, cfg, "train_graphs", need_target=True)
-    check_graphs(val_graphs, cfg, "val_graphs", need_target=True)
+    dtnn_inputs = cfg if model is None else None
+    check_graphs(train_graphs, dtnn_inputs, "train_graphs", need_target=True)
+    check_graphs(val_graphs, dtnn_inputs, "val_graphs", need_target=True)
+    model = DTNN(cfg) if model is None else model
     budget = batch_budget(tcfg)
     scaler = TargetScaler.fit(targets_of(train_graphs), cfg.target_scaling)
     val_targets = targets_of(val_graphs).astype(np.float64)
@@ -332,7 +354,7 @@ def fit(
 
     spec = OptimizerSpec.from_config(tcfg, steps_per_epoch)
     init_key, dropout_root = jax.random.split(jax.random.key(config.seed))
-    params, opt_state = _init_fn(cfg, spec)(init_key, _strip(val_batches[0][1]))
+    params, opt_state = _init_fn(model, spec)(init_key, _strip(val_batches[0][1]))
     state = {
         "params": params,
         "opt_state": opt_state,
@@ -348,7 +370,7 @@ def fit(
     ckpt = None
     if workdir is not None:
         workdir = Path(workdir)
-        _check_run_config(workdir, config)
+        _check_run_config(workdir, config, model)
         ckpt = Checkpointer(workdir)
         if ckpt.latest_step() is not None:
             state = ckpt.restore(state)
@@ -364,9 +386,9 @@ def fit(
                 )
             history = _read_history(workdir, int(state["epoch"]))
 
-    predict = _predict_fn(cfg)
+    predict = _predict_fn(model, cfg.output_map)
     schedule = spec.schedule()
-    train_step = _train_step_fn(cfg, spec)
+    train_step = _train_step_fn(model, cfg.output_map, spec)
     consts = _scaler_args(scaler)
 
     epoch = start_epoch = int(state["epoch"])
@@ -411,6 +433,7 @@ def fit(
         while epoch < tcfg.max_epochs and not stopped_early:
             order = np.random.default_rng([config.seed, epoch]).permutation(len(train_graphs))
             losses, sizes = [], []  # kept on device: no host sync inside the epoch
+            started = time.perf_counter()
             for idx, batch in make_batches(train_graphs, budget, order):
                 p, opt_state, loss = train_step(
                     p, opt_state, _strip(batch), step, dropout_root, *consts
@@ -421,6 +444,7 @@ def fit(
             epoch += 1
             # Normalised summed-L1 -> mean absolute error per component in units of eps.
             loss_mean = float(np.dot(np.asarray(jnp.stack(losses)), sizes)) / sum(sizes)
+            seconds = time.perf_counter() - started  # the float() above waited for the steps
             train_mae = loss_mean * scaler.scale / 9.0
             if not math.isfinite(train_mae):
                 raise FloatingPointError(
@@ -439,6 +463,7 @@ def fit(
                         "train_mae": train_mae,
                         "val_mae": val_mae,
                         "lr": float(schedule(step)),
+                        "seconds": seconds,
                     }
                 )
                 bar.set_postfix(
@@ -466,20 +491,29 @@ def fit(
     )
 
 
-def _check_run_config(workdir: Path, config: ExperimentConfig) -> None:
-    """Refuses to resume a run whose model, target or seed differ from ``config``."""
-    path = workdir / "run_config.json"
+def _check_run_config(workdir: Path, config: ExperimentConfig, model: nn.Module) -> None:
+    """Refuses to resume a run whose model, target or seed differ from ``config``.
+
+    ``run_config.json`` holds the `ExperimentConfig`; ``model.txt`` the module's repr (which
+    is what tells a PaiNN run from a DTNN run with the same config).
+    """
+    path, model_path = workdir / "run_config.json", workdir / "model.txt"
     current = config.to_dict()
     if path.exists():
-        saved = json.loads(path.read_text())
+        # Rebuilt through the config classes, so a setting added later with its default
+        # value does not count as a change.
+        saved = ExperimentConfig.from_dict(json.loads(path.read_text())).to_dict()
         keys = ("target", "encoder_layer", "seed", "readout")
         diff = [k for k in keys if saved.get(k) != current[k]]
+        if model_path.exists() and model_path.read_text() != repr(model):
+            diff.append("model")
         if diff:
             raise ValueError(
                 f"{workdir} holds a run with a different {', '.join(diff)}; "
                 "use a fresh workdir or the original config"
             )
     write_json_atomic(path, current)
+    model_path.write_text(repr(model))
 
 
 def _read_history(workdir: Path, up_to_epoch: int) -> list[dict[str, float]]:

@@ -114,4 +114,8 @@ def test_sigkill_then_restart_resumes_bit_identically(tmp_path):
         assert set(got.files) == set(flat)
         for key, value in flat.items():
             np.testing.assert_array_equal(got[key], np.asarray(value), err_msg=key)
-    assert resumed["history"] == reference.history
+
+    def without_timing(history):  # wall time per epoch is the one thing allowed to differ
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    assert without_timing(resumed["history"]) == without_timing(reference.history)

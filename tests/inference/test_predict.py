@@ -24,7 +24,11 @@ from dtnn_jax.inference import (
 from dtnn_jax.models import DTNN, TargetScaler
 from dtnn_jax.training import evaluate
 
-SMALL = ReadoutConfig(width=16, vector_channels=4, tensor_channels=4, n_blocks=1)
+# Affine output map: a random-init readout outputs |y| ~ 10-100, which through matrix_exp
+# would compare exp(20)-sized numbers; the map itself is tested in tests/models.
+SMALL = ReadoutConfig(
+    width=16, vector_channels=4, tensor_channels=4, n_blocks=1, output_map="affine"
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +57,9 @@ def bundle(crystals, tmp_path_factory):
         for seed in range(2)
     )
     targets = {
-        t: TargetModel(config=ExperimentConfig(target=t, readout=SMALL), members=members)
+        t: TargetModel(
+            config=ExperimentConfig(target=t, encoder_layer=4, readout=SMALL), members=members
+        )
         for t in ("electronic", "total")
     }
     return ModelBundle(name="tiny", targets=targets, metadata={"description": "test"}), graphs

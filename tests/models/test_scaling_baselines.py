@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import e3nn_jax as e3nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dtnn_jax.config import ReadoutConfig
 from dtnn_jax.models.baselines import RidgeIsotropicBaseline, invariant_descriptor
 from dtnn_jax.models.scaling import TargetScaler
 
@@ -64,3 +66,42 @@ def test_ridge_recovers_linear_isotropic_target(rng):
     np.testing.assert_allclose(pred, eps[60:], atol=1e-2)
     # and it is isotropic by construction
     np.testing.assert_array_equal(pred[:, 0, 1], 0.0)
+
+
+@pytest.mark.parametrize("output_map", ["affine", "matrix_exp"])
+def test_output_maps_are_equivariant_and_centred(output_map):
+    from dtnn_jax.models.scaling import MAX_LOG_EPS_NORM, soft_clamp_norm, to_eps
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4, 3, 3)).astype(np.float32)
+    y = 0.5 * (a + np.swapaxes(a, 1, 2))  # [4, 3, 3] symmetric
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q.astype(np.float32)
+    eps = np.asarray(to_eps(y, 5.0, 2.0, output_map))
+    rotated = np.asarray(to_eps(q @ y @ q.T, 5.0, 2.0, output_map))
+    np.testing.assert_allclose(rotated, q @ eps @ q.T, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(eps, np.swapaxes(eps, 1, 2), atol=1e-4)
+    centre = np.asarray(to_eps(np.zeros((1, 3, 3), np.float32), 5.0, 2.0, output_map))
+    np.testing.assert_allclose(centre[0], 5.0 * np.eye(3), atol=1e-5)
+    if output_map == "matrix_exp":  # positive definite even for a large negative output
+        big = np.asarray(to_eps(-10.0 * np.eye(3, dtype=np.float32)[None], 5.0, 2.0, output_map))
+        assert np.all(np.linalg.eigvalsh(big) > 0)
+        huge = 100.0 * np.stack([y[0], -y[0]])  # exp(100) would overflow float32
+        value, grad = jax.value_and_grad(lambda x: jnp.sum(to_eps(x, 5.0, 2.0, output_map) ** 2))(
+            huge
+        )
+        assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
+        small = 0.1 * y  # the clamp is the identity to third order near 0
+        np.testing.assert_allclose(soft_clamp_norm(small, MAX_LOG_EPS_NORM), small, rtol=1e-4)
+        np.testing.assert_allclose(  # eigenvalues are exp(log(offset) + eig(y))
+            np.linalg.eigvalsh(eps),
+            5.0 * np.exp(np.linalg.eigvalsh(np.asarray(soft_clamp_norm(y, MAX_LOG_EPS_NORM)))),
+            rtol=1e-4,
+        )
+
+
+def test_matrix_exp_needs_standardised_targets():
+    with pytest.raises(ValueError, match="matrix_exp"):
+        ReadoutConfig(output_map="matrix_exp", target_scaling="none")
+    with pytest.raises(ValueError, match="output_map"):
+        ReadoutConfig(output_map="log")

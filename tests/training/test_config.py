@@ -52,3 +52,22 @@ def test_layer_and_irreps_must_agree():
     cfg = ExperimentConfig.default(encoder_layer=4)
     with pytest.raises(ValueError, match="encoder layer 5"):
         dataclasses.replace(cfg, encoder_layer=5)
+
+
+def test_two_layer_concatenation_is_allowed_and_flagged():
+    cfg = ExperimentConfig.default(encoder_layer=3)
+    assert not cfg.concatenates_layers
+    both = f"{encoder_layer_irreps(3)}+{encoder_layer_irreps(5)}"
+    concat = dataclasses.replace(cfg, readout=dataclasses.replace(cfg.readout, input_irreps=both))
+    assert concat.concatenates_layers
+    with pytest.raises(ValueError, match="encoder layer 3"):  # three layers: not an option
+        dataclasses.replace(
+            cfg, readout=dataclasses.replace(cfg.readout, input_irreps=f"{both}+128x0e")
+        )
+
+
+def test_configs_written_before_output_map_read_as_affine():
+    old = ExperimentConfig.default().to_dict()
+    del old["readout"]["output_map"]
+    assert ExperimentConfig.from_dict(old).readout.output_map == "affine"
+    assert ExperimentConfig.default().readout.output_map == "matrix_exp"
