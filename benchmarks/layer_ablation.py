@@ -59,6 +59,7 @@ def save(per_seed: dict, seeds: list[int], config: dict) -> dict:
         merged = old.get("per_seed", {})
         for model, by_target in per_seed.items():
             merged.setdefault(model, {}).update(by_target)
+        merged = dict(sorted(merged.items()))  # dtnn_L1, dtnn_L2, dtnn_L3, dtnn_L3+L4, ...
         result = {
             "models": aggregate(merged),
             "seeds": seeds,
@@ -70,9 +71,31 @@ def save(per_seed: dict, seeds: list[int], config: dict) -> dict:
         OUT.write_text(json.dumps(result, indent=1) + "\n")
         (RESULTS / "layer_ablation.md").write_text(
             "# DTNN on the features of each SevenNet-0 layer\n\n"
-            f"Machine: {result['machine']}\n\n" + render_markdown(result)
+            f"Machine: {result['machine']}\n\n"
+            + validation_table(result["models"])
+            + "\n"
+            + render_markdown(result)
         )
     return result
+
+
+def validation_table(models: dict) -> str:
+    """Markdown: best validation MAE_tensor per model and target (what the layer is chosen on)."""
+    names = sorted(models, key=lambda m: (len(m), m))
+    lines = [
+        "Validation MAE_tensor (best epoch; mean +- std over seeds): the default layer is "
+        "chosen on this, not on the test tables below.",
+        "",
+        "| Target | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for target in ("electronic", "ionic", "total"):
+        cells = []
+        for m in names:
+            v = models[m].get(target, {}).get("best_val_mae_tensor")
+            cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "-")
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -81,7 +104,11 @@ def main() -> None:
     parser.add_argument("--targets", nargs="+", default=["total"], choices=TARGETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--workdir", default="runs/layer_ablation")
+    parser.add_argument("--render-only", action="store_true", help="re-render the markdown")
     args = parser.parse_args()
+    if args.render_only:
+        save({}, args.seeds, json.loads(OUT.read_text())["config"])
+        return
 
     records = load_petousis2017()
     structures = [r.structure for r in records]

@@ -149,9 +149,10 @@ class TrainConfig:
         max_epochs: epochs at most. The paper trains on a GPU with early-stopping patience
             200; on 2 CPU cores we use a 100-epoch cosine schedule (about 0.3-0.4 s per epoch
             over the 845 training crystals, so one run takes about 1 min on a quiet machine,
-            3-5 min on a loaded one). On SevenNet-0 layer-4 features the best validation
-            epoch was 42-91 of 100 in every run we made; 100 epochs keep the README's
-            three-target run and the 5-seed benchmark within their time budgets.
+            3-5 min on a loaded one). With the shipped configuration (layer 3, matrix-exp
+            output) the best validation epoch was 47-89 of 100 in 14 of the 15 benchmark
+            runs (one ionic run peaked at 16 and stopped at 67); 100 epochs keep the
+            README's three-target run and the 5-seed benchmark within their time budgets.
         decay_epochs: the cosine decay spans this many epochs (None: ``max_epochs``). Set it
             when a run may be resumed with a larger ``max_epochs`` and must continue on the
             same learning-rate schedule.
