@@ -14,6 +14,7 @@ for both models) the model was better. Differences are only called real when the
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -49,10 +50,10 @@ def scratch_per_seed(path: Path) -> tuple[dict, dict]:
     return per_seed, budget
 
 
-def comparisons(per_seed: dict, reference: str = "dtnn") -> str:
-    """Markdown: each model against ``reference``, per target, on MAE_tensor."""
+def comparisons(per_seed: dict, reference: str = "dtnn", models=None, title=None) -> str:
+    """Markdown: each model (default: all) against ``reference``, per target, on MAE_tensor."""
     lines = [
-        "# Which differences are larger than the seed-to-seed spread?",
+        title or "# Which differences are larger than the seed-to-seed spread?",
         "",
         f"Test MAE_tensor of each model minus that of `{reference}` (negative: better), "
         "averaged over the seeds both have run; `spread` is the larger of the two standard "
@@ -64,7 +65,7 @@ def comparisons(per_seed: dict, reference: str = "dtnn") -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for model, by_target in per_seed.items():
-        if model == reference:
+        if model == reference or (models is not None and model not in models):
             continue
         for target, runs in by_target.items():
             ref_runs = per_seed.get(reference, {}).get(target)
@@ -89,10 +90,51 @@ def comparisons(per_seed: dict, reference: str = "dtnn") -> str:
     return "\n".join(lines) + "\n"
 
 
+def cost_table(models: dict) -> str:
+    """Markdown: training wall time (and epochs, parameters where known) per model and target."""
+    lines = [
+        "Training cost per run (mean over seeds; wall time on the machine above, often shared "
+        "by two jobs; DTNN times exclude the one-off encoder pass, ~5 s for the whole set):",
+        "",
+        "| Model | Target | train wall time (s) | epochs run | s per epoch | parameters |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, by_target in models.items():
+        for target, entry in by_target.items():
+            wall = entry.get("train_wall_time_s")
+            if not wall:
+                continue
+            epochs = entry.get("epochs_run", {}).get("mean")
+            per_epoch = entry.get("median_epoch_seconds", {}).get("mean")
+            params = entry.get("n_params", {}).get("mean")
+            lines.append(
+                f"| {model} | {target} | {wall['mean']:.0f} | "
+                f"{'-' if epochs is None else f'{epochs:.0f}'} | "
+                f"{'-' if per_epoch is None else f'{per_epoch:.1f}'} | "
+                f"{'-' if params is None else f'{params:,.0f}'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        metavar="NAME=ACCURACY_JSON:NOTE",
+        help="add the dtnn runs of another accuracy.py output as model NAME "
+        "(e.g. a same-budget control for the scratch baselines)",
+    )
+    args = parser.parse_args()
     accuracy = json.loads((RESULTS / "accuracy.json").read_text())
     per_seed = accuracy.get("per_seed", {})
     notes = []
+    for spec in args.extra:
+        name, rest = spec.split("=", 1)
+        path, note = rest.split(":", 1)
+        per_seed[name] = json.loads(Path(path).read_text())["per_seed"]["dtnn"]
+        notes.append(f"{name}: {note}")
     ablation_path = RESULTS / "layer_ablation.json"
     if ablation_path.exists():
         ablation = json.loads(ablation_path.read_text())
@@ -109,6 +151,14 @@ def main() -> None:
                 f"{model}: trained from scratch, max_epochs {train['max_epochs']}, patience "
                 f"{train['patience_epochs']}; {budget['note']} ({scratch_path.name})"
             )
+    # accuracy.py resumed the finished dtnn_L3 runs of the layer ablation (same configuration,
+    # same seeds: the runs are identical), which costs seconds: report their training time.
+    for target, runs in per_seed.get("dtnn", {}).items():
+        ablation_runs = {r["seed"]: r for r in per_seed.get("dtnn_L3", {}).get(target, [])}
+        for r in runs:
+            same = ablation_runs.get(r.get("seed"))
+            if same is not None and np.isclose(same["mae_tensor"], r["mae_tensor"]):
+                r["train_wall_time_s"] = same["train_wall_time_s"]
     accuracy["models"] = aggregate(per_seed)
     accuracy["per_seed"] = per_seed
     accuracy["ablation_notes"] = notes
@@ -118,10 +168,22 @@ def main() -> None:
         + "".join(f"- {n}\n" for n in notes)
         + "\n"
         + render_markdown(accuracy)
+        + "\n"
+        + cost_table(accuracy["models"])
     )
-    (RESULTS / "comparisons.md").write_text(comparisons(per_seed))
+    text = comparisons(per_seed) + (
+        "\n`dtnn_L3` is the same set of runs as `dtnn` (layer 3 is the default).\n"
+    )
+    if "dtnn_30ep" in per_seed:
+        text += "\n" + comparisons(
+            per_seed,
+            "dtnn_30ep",
+            models=("painn", "nequip"),
+            title="## From-scratch models against DTNN on the same 30-epoch budget",
+        )
+    (RESULTS / "comparisons.md").write_text(text)
     print(render_markdown(accuracy))
-    print(comparisons(per_seed))
+    print(text)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ def render(data: dict) -> str:
                 f"{np.mean(vals):.3f} ± {np.std(vals):.3f} (n={len(vals)})" if vals else "-"
             )
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    if data.get("note"):
+        lines += ["", data["note"]]
     return "\n".join(lines) + "\n"
 
 
