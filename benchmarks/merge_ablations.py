@@ -141,15 +141,16 @@ def main() -> None:
         per_seed.update(ablation.get("per_seed", {}))
         notes.append(f"layer ablation: {ablation['machine']}")
     accuracy["scratch_budget"] = {}
-    for scratch_path in sorted(RESULTS.glob("scratch_*.json")):
+    for scratch_path in sorted(RESULTS.glob("scratch_*.json")):  # one file per model/target
         scratch, budget = scratch_per_seed(scratch_path)
-        per_seed.update(scratch)
         train = budget["train_config"]
-        for model in scratch:
-            accuracy["scratch_budget"][model] = budget
+        for model, by_target in scratch.items():
+            per_seed.setdefault(model, {}).update(by_target)
+            accuracy["scratch_budget"][f"{model}/{'+'.join(by_target)}"] = budget
             notes.append(
-                f"{model}: trained from scratch, max_epochs {train['max_epochs']}, patience "
-                f"{train['patience_epochs']}; {budget['note']} ({scratch_path.name})"
+                f"{model} ({', '.join(by_target)}): trained from scratch, max_epochs "
+                f"{train['max_epochs']}, patience {train['patience_epochs']}; {budget['note']} "
+                f"({scratch_path.name})"
             )
     # accuracy.py resumed the finished dtnn_L3 runs of the layer ablation (same configuration,
     # same seeds: the runs are identical), which costs seconds: report their training time.

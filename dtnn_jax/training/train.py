@@ -49,7 +49,8 @@ class FitResult:
         epochs_run: epochs completed in total (over all resumed calls).
         start_epoch: the epoch this call resumed from (0 for a fresh run).
         stopped_early: whether patience ran out before ``max_epochs``.
-        history: one dict per validated epoch: epoch, train_mae (with dropout), val_mae, lr.
+        history: one dict per validated epoch: epoch, train_mae (with dropout), val_mae, lr,
+            seconds (wall time of the epoch's training steps).
     """
 
     params: Any
