@@ -133,8 +133,9 @@ def main() -> None:
     for spec in args.extra:
         name, rest = spec.split("=", 1)
         path, note = rest.split(":", 1)
-        per_seed[name] = json.loads(Path(path).read_text())["per_seed"]["dtnn"]
-        notes.append(f"{name}: {note}")
+        runs = json.loads(Path(path).read_text())["per_seed"]["dtnn"]
+        per_seed.setdefault(name, {}).update(runs)  # the same NAME may come in per target
+        notes.append(f"{name} ({', '.join(runs)}): {note}")
     ablation_path = RESULTS / "layer_ablation.json"
     if ablation_path.exists():
         ablation = json.loads(ablation_path.read_text())
