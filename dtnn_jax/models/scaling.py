@@ -106,8 +106,8 @@ class TargetScaler:
         return cls(offset=offset, scale=max(scale, 1e-6))
 
     def to_eps(self, y: jnp.ndarray) -> jnp.ndarray:
-        """[..., 3, 3] normalised -> eps."""
-        return self.offset * jnp.eye(3, dtype=y.dtype) + self.scale * y
+        """[..., 3, 3] normalised -> eps (the affine map of `to_eps`)."""
+        return to_eps(y, self.offset, self.scale, "affine")
 
     def from_eps(self, eps: jnp.ndarray) -> jnp.ndarray:
         """[..., 3, 3] eps -> normalised."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
 from dtnn_jax.cli import main
@@ -12,18 +11,8 @@ from dtnn_jax.features import featurize
 
 
 @pytest.fixture
-def cif_files(tmp_path):
+def cif_files(tmp_path, nacl, triclinic):
     """Two good CIFs (NaCl, 2 atoms; a triclinic SiO2-like cell, 3 atoms) and a corrupt one."""
-    nacl = Structure(
-        Lattice.from_parameters(3.988, 3.988, 3.988, 60, 60, 60),
-        ["Na", "Cl"],
-        [[0, 0, 0], [0.5, 0.5, 0.5]],
-    )
-    triclinic = Structure(
-        Lattice.from_parameters(3.1, 4.2, 5.3, 71.0, 83.0, 104.0),
-        ["Si", "O", "O"],
-        [[0.0, 0.0, 0.0], [0.31, 0.22, 0.13], [0.62, 0.71, 0.55]],
-    )
     a, b, bad = tmp_path / "a.cif", tmp_path / "b.cif", tmp_path / "bad.cif"
     CifWriter(nacl).write_file(a)
     CifWriter(triclinic).write_file(b)
