@@ -25,7 +25,8 @@ import numpy as np
 
 from dtnn_jax.config import DEFAULT_ENCODER_LAYER, TARGETS, ExperimentConfig
 from dtnn_jax.data import load_petousis2017
-from dtnn_jax.features import featurized_graphs, get_encoder
+from dtnn_jax.encoder import get_encoder
+from dtnn_jax.encoder.features import graphs_with_features
 from dtnn_jax.metrics import mae_tensor
 from dtnn_jax.training.experiment import run_experiment
 from dtnn_jax.training.report import (
@@ -66,7 +67,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     records = load_petousis2017()
     t0 = time.perf_counter()
-    graphs = featurized_graphs([r.structure for r in records], args.layer)
+    graphs = graphs_with_features([r.structure for r in records], args.layer)
     featurize_s = time.perf_counter() - t0
     print(f"features of {len(records)} crystals in {featurize_s:.1f} s")
 

@@ -193,49 +193,48 @@ class CompileClock:
         self.seconds, self.backend_compiles = 0.0, 0
 
 
+def get_benchmark_encoder():
+    """The encoder under test (the default, SevenNet-0)."""
+    from dtnn_jax.encoder import get_encoder
+
+    return get_encoder()
+
+
 def jax_budget_run(graphs, layer: int, budget, repeats: int, clock: CompileClock) -> dict:
     """Cold and warm encoder passes with a fresh jit cache for one budget."""
     from dtnn_jax import parallel
-    from dtnn_jax.features import Encoder, featurize_graphs
-    from dtnn_jax.graph import batch_indices
+    from dtnn_jax.encoder import features
+    from dtnn_jax.encoder.features import layer_features
+    from dtnn_jax.graph import padded_batches
 
-    encoder = Encoder()  # weights are cached; a fresh instance has a fresh jit cache
-    groups = batch_indices(
-        [int(g.n_node[0]) for g in graphs], [int(g.n_edge[0]) for g in graphs], budget
-    )
+    encoder = get_benchmark_encoder()
+    features._sharded_forward.cache_clear()  # a fresh jit cache for this budget
     n_dev = parallel.n_data_shards()
     shapes = set()
-    for start in range(0, len(groups), n_dev):
-        chunk = groups[start : start + n_dev]
-        for b in parallel.pad_groups_to_common_shape(
-            [[graphs[i] for i in g] for g in chunk], budget
-        ):
-            shapes.add((b.nodes["species"].shape[0], b.senders.shape[0], b.n_node.shape[0]))
+    batches = padded_nodes = padded_edges = 0
+    for indices, stacked in padded_batches(graphs, budget, shards=n_dev):
+        batches += sum(1 for idx in indices if idx)
+        n_nodes, n_edges = stacked.nodes["species"].shape[1], stacked.senders.shape[1]
+        shapes.add((n_nodes, n_edges, stacked.n_node.shape[1]))
+        padded_nodes += n_dev * n_nodes
+        padded_edges += n_dev * n_edges
     real_nodes = sum(int(g.n_node[0]) for g in graphs)
     real_edges = sum(int(g.n_edge[0]) for g in graphs)
-    padded_nodes = padded_edges = 0
-    for start in range(0, len(groups), n_dev):
-        chunk = groups[start : start + n_dev]
-        padded = parallel.pad_groups_to_common_shape(
-            [[graphs[i] for i in g] for g in chunk], budget
-        )
-        padded_nodes += n_dev * padded[0].nodes["species"].shape[0]
-        padded_edges += n_dev * padded[0].senders.shape[0]
 
     clock.reset()
     start = time.perf_counter()
-    _, energies = featurize_graphs(encoder, graphs, layer, budget=budget)
+    _, energies = layer_features(encoder, graphs, layer, budget=budget)
     first = time.perf_counter() - start
     compile_s, backend_compiles = clock.seconds, clock.backend_compiles
     warm = []
     for _ in range(repeats):
         start = time.perf_counter()
-        featurize_graphs(encoder, graphs, layer, budget=budget)
+        layer_features(encoder, graphs, layer, budget=budget)
         warm.append(time.perf_counter() - start)
-    cache_size = getattr(encoder._apply, "_cache_size", lambda: None)()
+    cache_size = getattr(features._sharded_forward(encoder), "_cache_size", lambda: None)()
     return {
         "budget": {k: getattr(budget, k) for k in budget.__dataclass_fields__},
-        "batches": len(groups),
+        "batches": batches,
         "distinct_padded_shapes": sorted([list(s) for s in shapes]),
         "jit_cache_size": cache_size,
         "backend_compiles": backend_compiles,
@@ -251,11 +250,10 @@ def jax_budget_run(graphs, layer: int, budget, repeats: int, clock: CompileClock
 
 def candidate_budgets():
     """(name, BatchBudget): the default and the alternatives of the trade-off study."""
-    from dtnn_jax.features import DEFAULT_BUDGET
     from dtnn_jax.graph import BatchBudget
 
     return [
-        ("default", DEFAULT_BUDGET),
+        ("default", get_benchmark_encoder().budget),
         ("previous default", BatchBudget(max_graphs=32, max_nodes=1024, max_edges=65536)),
         ("16 crystals, growth 1.5", BatchBudget(max_graphs=16, growth=1.5, min_edges=1024)),
         ("edges 4096", BatchBudget(max_graphs=64, max_nodes=255, max_edges=4096)),
@@ -269,16 +267,18 @@ def run(args) -> dict:
     import jax
 
     from dtnn_jax.data import load_petousis2017
-    from dtnn_jax.features import DEFAULT_BUDGET, featurize_graphs, get_encoder
+    from dtnn_jax.encoder.features import layer_features
+    from dtnn_jax.inputs import crystal_graph
 
     load_before = load_average()
     structures = [r.structure for r in load_petousis2017()]
     n_atoms = sum(len(s) for s in structures)
-    encoder = get_encoder()
+    encoder = get_benchmark_encoder()
+    DEFAULT_BUDGET = encoder.budget
     graph_times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        graphs = [encoder.graph(s) for s in structures]
+        graphs = [crystal_graph(s, encoder) for s in structures]
         graph_times.append(time.perf_counter() - start)
     graph_s = min(graph_times)
 
@@ -324,7 +324,7 @@ def run(args) -> dict:
         after = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            featurize_graphs(default_encoder, graphs, args.layer, budget=DEFAULT_BUDGET)
+            layer_features(default_encoder, graphs, args.layer, budget=DEFAULT_BUDGET)
             after.append(time.perf_counter() - start)
         results[0]["warm_pass_after_torch_s"] = min(after)
 

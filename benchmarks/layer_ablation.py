@@ -26,7 +26,7 @@ from accuracy import config_for
 
 from dtnn_jax.config import TARGETS, encoder_layer_irreps
 from dtnn_jax.data import load_petousis2017
-from dtnn_jax.features import featurized_graphs
+from dtnn_jax.encoder.features import graphs_with_features
 from dtnn_jax.training.experiment import run_experiment
 from dtnn_jax.training.report import aggregate, machine_description, render_markdown, test_metrics
 
@@ -37,7 +37,7 @@ OUT = RESULTS / "layer_ablation.json"
 def layer_graphs(spec: str, structures) -> tuple[list, str, str]:
     """Graphs, input irreps and model name for a layer spec: ``"3"`` or ``"3+4"``."""
     layers = [int(k) for k in spec.split("+")]
-    per_layer = [featurized_graphs(structures, k, progress=False) for k in layers]
+    per_layer = [graphs_with_features(structures, k, progress=False) for k in layers]
     irreps = e3nn.Irreps("+".join(encoder_layer_irreps(k) for k in layers))
     graphs = [
         gs[0]._replace(

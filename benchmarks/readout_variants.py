@@ -24,9 +24,9 @@ from accuracy import config_for
 
 from dtnn_jax.config import TARGETS
 from dtnn_jax.data import load_petousis2017, split_indices
-from dtnn_jax.features import featurized_graphs
+from dtnn_jax.encoder.features import graphs_with_features
+from dtnn_jax.training import fit, with_targets
 from dtnn_jax.training.report import machine_description
-from dtnn_jax.training.train import fit, with_targets
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "readout_variants.json"
@@ -94,7 +94,7 @@ def main() -> None:
     structures = [r.structure for r in records]
     for variant in args.variants:
         layer, output_map = parse_variant(variant)
-        graphs = featurized_graphs(structures, layer, progress=False)
+        graphs = graphs_with_features(structures, layer, progress=False)
         for target in args.targets:
             keep = [i for i, r in enumerate(records) if r.has_target(target)]
             targets = np.stack([np.asarray(records[i].target(target)) for i in keep])

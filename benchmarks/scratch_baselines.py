@@ -41,8 +41,8 @@ from dtnn_jax.metrics import all_metrics, mae_tensor_by_crystal_system
 from dtnn_jax.models.nequip import NequIP, NequIPConfig
 from dtnn_jax.models.painn import PaiNN, PaiNNConfig
 from dtnn_jax.models.readout import count_params
+from dtnn_jax.training import evaluate, fit, with_targets
 from dtnn_jax.training.report import machine_description
-from dtnn_jax.training.train import evaluate, fit, with_targets
 
 CUTOFF_ANGSTROM = 5.0
 MODELS = ("painn", "nequip")

@@ -29,13 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from dtnn_jax.data import load_petousis2017
-from dtnn_jax.inference.screening import (
-    figure_of_merit,
-    recall_at_top_fraction,
-    spearman,
-    top_k_size,
-)
-from dtnn_jax.metrics import eps_poly
+from dtnn_jax.metrics import recall_at_top_fraction, spearman, top_k_size
+from dtnn_jax.properties import eps_poly, figure_of_merit
 
 RESULTS = Path(__file__).parent / "results"
 _KEY = re.compile(r"^(?P<model>[^/]+)/(?P<target>[^/]+)/seed(?P<seed>\d+)/(?P<kind>\w+)$")

@@ -2,7 +2,7 @@
 
 The public API (implementation modules live behind it):
 
-* `featurize`, `encoder_energy` — the frozen SevenNet-0 encoder as a descriptor.
+* `featurize`, `encoder_energy` — a frozen encoder (SevenNet-0 by default) as a descriptor.
 * `train_and_evaluate` — train and test the DTNN readout on a dataset.
 * `load_model`, `predict` — the shipped pretrained models.
 * `data` — the shipped dataset, splits, user-data loaders.
@@ -17,8 +17,8 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "featurize": "dtnn_jax.features",
-    "encoder_energy": "dtnn_jax.features",
+    "featurize": "dtnn_jax.encoder.features",
+    "encoder_energy": "dtnn_jax.encoder.features",
     "train_and_evaluate": "dtnn_jax.training",
     "load_model": "dtnn_jax.inference",
     "predict": "dtnn_jax.inference",

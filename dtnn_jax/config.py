@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-import e3nn_jax as e3nn
+from dtnn_jax.graph.batching import BatchBudget
+from dtnn_jax.validation import check_at_least, check_positive
 
 Target = Literal["electronic", "ionic", "total"]
 TargetScaling = Literal["none", "standardize"]
@@ -29,19 +30,25 @@ TARGET_SCALINGS: tuple[str, ...] = ("none", "standardize")
 OutputMap = Literal["affine", "matrix_exp"]
 OUTPUT_MAPS: tuple[str, ...] = ("affine", "matrix_exp")
 
-# SevenNet-0 node irreps after interaction layers 1-4, and after layer 5 (scalars only).
-SEVENNET_HIDDEN_IRREPS = "128x0e+64x1e+32x2e"
-SEVENNET_LAST_IRREPS = "128x0e"
-# The layer whose features feed the readout by default: chosen on validation data (5 split
-# seeds, all three targets; benchmarks/results/readout_variants.md and layer_ablation.md).
+# The encoder and layer whose features feed the readout by default: chosen on validation
+# data (5 split seeds, all three targets; benchmarks/results/readout_variants.md and
+# layer_ablation.md).
+DEFAULT_ENCODER = "sevennet-0"
 DEFAULT_ENCODER_LAYER = 3
 
 
-def encoder_layer_irreps(layer: int) -> str:
-    """Irreps of SevenNet-0's node features after interaction layer ``layer`` (1..5)."""
-    if not 1 <= layer <= 5:
-        raise ValueError(f"SevenNet-0 has interaction layers 1..5, got {layer}")
-    return SEVENNET_HIDDEN_IRREPS if layer < 5 else SEVENNET_LAST_IRREPS
+def encoder_layer_irreps(layer: int, encoder: str = DEFAULT_ENCODER) -> str:
+    """Irreps of an encoder's node features after interaction layer ``layer``.
+
+    Read from the encoder's own architecture config (cheap: no weights are loaded).
+    """
+    from dtnn_jax.encoder.registry import get_encoder
+
+    return get_encoder(encoder).layer_irreps(layer)
+
+
+def _default_input_irreps() -> str:
+    return encoder_layer_irreps(DEFAULT_ENCODER_LAYER)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +85,7 @@ class ReadoutConfig:
             existed were affine, and `ExperimentConfig.from_dict` reads them so.
     """
 
-    input_irreps: str = SEVENNET_HIDDEN_IRREPS
+    input_irreps: str = dataclasses.field(default_factory=_default_input_irreps)
     n_radial: int = 8
     width: int = 128
     vector_channels: int = 64
@@ -92,6 +99,8 @@ class ReadoutConfig:
     output_map: OutputMap = "matrix_exp"
 
     def __post_init__(self):
+        import e3nn_jax as e3nn  # here, not at import: the CLI's --help must stay fast
+
         try:
             irreps = e3nn.Irreps(self.input_irreps)
         except Exception as err:  # e3nn raises bare ValueError/AssertionError
@@ -100,19 +109,13 @@ class ReadoutConfig:
             raise ValueError(f"ReadoutConfig.input_irreps needs l=0 channels: {irreps}")
         if any(ir.l > 2 for _, ir in irreps):
             raise ValueError(f"ReadoutConfig.input_irreps must have l <= 2, got {irreps}")
-        for name in ("n_radial", "width", "vector_channels", "tensor_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ReadoutConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_blocks < 0:
-            raise ValueError(f"ReadoutConfig.n_blocks must be >= 0, got {self.n_blocks}")
-        if self.mlp_layers < 1:
-            raise ValueError(f"ReadoutConfig.mlp_layers must be >= 1, got {self.mlp_layers}")
+        check_at_least(
+            self, 1, "n_radial", "width", "vector_channels", "tensor_channels", "mlp_layers"
+        )
+        check_at_least(self, 0, "n_blocks")
+        check_positive(self, "avg_num_neighbors")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"ReadoutConfig.dropout_rate must be in [0, 1): {self.dropout_rate}")
-        if self.avg_num_neighbors <= 0:
-            raise ValueError(
-                f"ReadoutConfig.avg_num_neighbors must be > 0: {self.avg_num_neighbors}"
-            )
         if self.target_scaling not in TARGET_SCALINGS:
             raise ValueError(
                 f"ReadoutConfig.target_scaling must be one of {TARGET_SCALINGS}, "
@@ -134,14 +137,9 @@ class TrainConfig:
     """Optimisation of the readout on precomputed encoder features.
 
     Attributes:
-        batch_size: real crystals per batch (paper: 64).
-        max_nodes_per_batch: atom budget of one padded batch (a larger crystal gets a batch
-            of its own).
-        max_edges_per_batch: edge budget of one padded batch.
-        bucket_growth: ratio between padded bucket sizes (smaller: less padding, more
-            compiled shapes).
-        min_bucket_nodes: smallest padded node count (the bucket ladder starts here).
-        min_bucket_edges: smallest padded edge count.
+        batch: limits of one padded batch: ``max_graphs`` real crystals (paper: 64), atoms
+            and edges (a larger crystal gets a batch of its own) and the bucket ladder
+            (``growth`` 1.5: less padding than doubling, a few more compiled shapes).
         learning_rate: peak learning rate after warm-up.
         warmup_steps: linear warm-up from 0 to ``learning_rate``.
         end_lr_fraction: the cosine decay ends at ``learning_rate * end_lr_fraction``.
@@ -164,14 +162,23 @@ class TrainConfig:
         checkpoint_every_epochs: save a resumable checkpoint every this many epochs (always
             at the end and on a new best).
         progress_bar: show a tqdm bar with the running train loss and validation MAE.
+        shards: each optimisation step's batch is split into this many padded batches, one
+            per device of the data-parallel mesh (None: one per device). ``batch`` then
+            bounds the whole step (each shard gets an even part of its limits), so the
+            optimisation does not depend on the device count; runs with the same ``shards``
+            give the same losses on one device or many.
     """
 
-    batch_size: int = 64
-    max_nodes_per_batch: int = 4096
-    max_edges_per_batch: int = 262144
-    bucket_growth: float = 1.5
-    min_bucket_nodes: int = 16
-    min_bucket_edges: int = 256
+    batch: BatchBudget = dataclasses.field(
+        default_factory=lambda: BatchBudget(
+            max_graphs=64,
+            max_nodes=4096,
+            max_edges=262144,
+            growth=1.5,
+            min_nodes=16,
+            min_edges=256,
+        )
+    )
     learning_rate: float = 1e-3
     warmup_steps: int = 200
     end_lr_fraction: float = 0.01
@@ -183,51 +190,63 @@ class TrainConfig:
     eval_every_epochs: int = 1
     checkpoint_every_epochs: int = 10
     progress_bar: bool = True
+    shards: int | None = None
 
     def __post_init__(self):
-        for name in (
-            "batch_size",
-            "max_nodes_per_batch",
-            "max_edges_per_batch",
-            "min_bucket_nodes",
-            "min_bucket_edges",
-            "max_epochs",
-            "patience_epochs",
-            "eval_every_epochs",
-            "checkpoint_every_epochs",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.decay_epochs is not None and self.decay_epochs < 1:
-            raise ValueError(f"TrainConfig.decay_epochs must be >= 1, got {self.decay_epochs}")
-        if self.bucket_growth <= 1.0:
-            raise ValueError(f"TrainConfig.bucket_growth must be > 1, got {self.bucket_growth}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.shards is not None:
+            check_at_least(self, 1, "shards")
+        if not isinstance(self.batch, BatchBudget):
+            raise ValueError(f"TrainConfig.batch must be a BatchBudget, got {self.batch!r}")
+        check_at_least(
+            self, 1, "max_epochs", "patience_epochs", "eval_every_epochs", "checkpoint_every_epochs"
+        )
+        if self.decay_epochs is not None:
+            check_at_least(self, 1, "decay_epochs")
+        check_positive(self, "learning_rate", "grad_clip_norm")
+        check_at_least(self, 0, "warmup_steps", "weight_decay")
         if not 0.0 <= self.end_lr_fraction <= 1.0:
             raise ValueError(
                 f"TrainConfig.end_lr_fraction must be in [0, 1]: {self.end_lr_fraction}"
             )
-        if self.weight_decay < 0:
-            raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
-        if self.grad_clip_norm <= 0:
-            raise ValueError(f"TrainConfig.grad_clip_norm must be > 0, got {self.grad_clip_norm}")
+
+    @property
+    def batch_size(self) -> int:
+        """Real crystals per batch (``batch.max_graphs``)."""
+        return self.batch.max_graphs
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Rebuilds a config written by ``dataclasses.asdict`` (also the flat batch fields
+        of configs saved before `BatchBudget` was part of it)."""
+        data = dict(data)
+        legacy = {
+            "batch_size": "max_graphs",
+            "max_nodes_per_batch": "max_nodes",
+            "max_edges_per_batch": "max_edges",
+            "bucket_growth": "growth",
+            "min_bucket_nodes": "min_nodes",
+            "min_bucket_edges": "min_edges",
+        }
+        batch = {legacy[k]: data.pop(k) for k in list(data) if k in legacy}
+        if "batch" in data:
+            batch = {**data.pop("batch"), **batch}
+        return cls(batch=BatchBudget(**{**dataclasses.asdict(cls().batch), **batch}), **data)
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """One training run: which target, which encoder layer, which split, how to train.
+    """One training run: which target, which encoder and layer, which split, how to train.
 
     Attributes:
         target: dielectric tensor to learn: "electronic", "ionic" or "total".
-        encoder_layer: SevenNet-0 interaction layer (1..5) whose node features feed the
+        encoder_layer: the encoder's interaction layer whose node features feed the
             readout; must agree with ``readout.input_irreps`` (or, for the two-layer
             ablation, be the first of the two layers whose features are concatenated).
         seed: seed of the data split, the parameter initialisation, dropout and shuffling.
         readout: the readout architecture.
         train: the optimisation settings.
+        encoder: registry name of the frozen encoder (`dtnn_jax.encoder.available_encoders`);
+            configs saved before this setting existed read as "sevennet-0".
     """
 
     target: Target = "total"
@@ -235,15 +254,21 @@ class ExperimentConfig:
     seed: int = 0
     readout: ReadoutConfig = dataclasses.field(default_factory=ReadoutConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    encoder: str = DEFAULT_ENCODER
 
     def __post_init__(self):
         if self.target not in TARGETS:
             raise ValueError(f"ExperimentConfig.target must be one of {TARGETS}: {self.target!r}")
-        expected = e3nn.Irreps(encoder_layer_irreps(self.encoder_layer))
+        import e3nn_jax as e3nn
+
+        expected = e3nn.Irreps(self.encoder_irreps(self.encoder_layer))
         # The two-layer ablation feeds encoder_layer's features followed by another layer's
         # (the caller concatenates them, see benchmarks/layer_ablation.py).
+        from dtnn_jax.encoder.registry import get_encoder
+
+        n_layers = get_encoder(self.encoder).num_layers
         allowed = [expected] + [
-            e3nn.Irreps(f"{expected}+{encoder_layer_irreps(k)}") for k in range(1, 6)
+            e3nn.Irreps(f"{expected}+{self.encoder_irreps(k)}") for k in range(1, n_layers + 1)
         ]
         if e3nn.Irreps(self.readout.input_irreps) not in allowed:
             raise ValueError(
@@ -252,11 +277,17 @@ class ExperimentConfig:
                 "ExperimentConfig.default(encoder_layer=...) or set both."
             )
 
+    def encoder_irreps(self, layer: int) -> str:
+        """Irreps of this config's encoder after ``layer``."""
+        return encoder_layer_irreps(layer, self.encoder)
+
     @property
     def concatenates_layers(self) -> bool:
         """Whether the readout reads two layers' features concatenated (an ablation)."""
+        import e3nn_jax as e3nn
+
         return e3nn.Irreps(self.readout.input_irreps) != e3nn.Irreps(
-            encoder_layer_irreps(self.encoder_layer)
+            self.encoder_irreps(self.encoder_layer)
         )
 
     def to_dict(self) -> dict:
@@ -270,50 +301,59 @@ class ExperimentConfig:
         # Written before output_map existed: those models were trained with the affine map.
         readout = {"output_map": "affine", **data.pop("readout", {})}
         readout = ReadoutConfig(**readout)
-        train = TrainConfig(**data.pop("train", {}))
+        train = TrainConfig.from_dict(data.pop("train", {}))
         return cls(readout=readout, train=train, **data)
 
     @classmethod
     def default(
-        cls, target: Target = "total", encoder_layer: int = DEFAULT_ENCODER_LAYER, seed: int = 0
+        cls,
+        target: Target = "total",
+        encoder_layer: int = DEFAULT_ENCODER_LAYER,
+        seed: int = 0,
+        encoder: str = DEFAULT_ENCODER,
     ) -> ExperimentConfig:
         """The paper's hyperparameters (2 blocks, width 128, dropout 0.2, batch 64)."""
         return cls(
             target=target,
             encoder_layer=encoder_layer,
             seed=seed,
-            readout=ReadoutConfig(input_irreps=encoder_layer_irreps(encoder_layer)),
+            readout=_readout_for(encoder, encoder_layer),
             train=TrainConfig(),
+            encoder=encoder,
         )
 
     @classmethod
-    def quick(
-        cls, target: Target = "total", encoder_layer: int = DEFAULT_ENCODER_LAYER, seed: int = 0
-    ) -> ExperimentConfig:
-        """A tiny configuration for tests and smoke runs (seconds on a CPU)."""
-        return cls(
-            target=target,
-            encoder_layer=encoder_layer,
-            seed=seed,
-            readout=ReadoutConfig(
-                input_irreps=encoder_layer_irreps(encoder_layer),
-                width=16,
-                vector_channels=8,
-                tensor_channels=4,
-                n_blocks=1,
-                dropout_rate=0.1,
-            ),
-            train=TrainConfig(
-                batch_size=8,
-                max_nodes_per_batch=256,
-                max_edges_per_batch=4096,
-                min_bucket_nodes=64,
-                min_bucket_edges=512,
-                learning_rate=3e-3,
-                warmup_steps=2,
-                max_epochs=6,
-                patience_epochs=50,
-                checkpoint_every_epochs=2,
-                progress_bar=False,
-            ),
+    def quick(cls, **kwargs) -> ExperimentConfig:
+        """A tiny configuration for tests and smoke runs (seconds on a CPU).
+
+        Takes the arguments of `default` (target, encoder_layer, seed, encoder).
+        """
+        config = cls.default(**kwargs)
+        readout = dataclasses.replace(
+            config.readout,
+            width=16,
+            vector_channels=8,
+            tensor_channels=4,
+            n_blocks=1,
+            dropout_rate=0.1,
         )
+        train = TrainConfig(
+            batch=BatchBudget(
+                max_graphs=8, max_nodes=256, max_edges=4096, growth=1.5, min_nodes=64, min_edges=512
+            ),
+            learning_rate=3e-3,
+            warmup_steps=2,
+            max_epochs=6,
+            patience_epochs=50,
+            checkpoint_every_epochs=2,
+            progress_bar=False,
+        )
+        return dataclasses.replace(config, readout=readout, train=train)
+
+
+def _readout_for(encoder: str, layer: int, **settings) -> ReadoutConfig:
+    """A readout reading ``encoder``'s layer ``layer`` (its irreps and radial basis width)."""
+    from dtnn_jax.encoder.registry import get_encoder
+
+    enc = get_encoder(encoder)
+    return ReadoutConfig(input_irreps=enc.layer_irreps(layer), n_radial=enc.n_radial, **settings)

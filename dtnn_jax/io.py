@@ -1,7 +1,10 @@
 """Reading and validating user structures: pymatgen, ASE, CIF, POSCAR, extxyz, JSON.
 
-Every public entry point that takes crystals goes through `as_structure`, so every bad input
-gets the same kind of error: a `StructureInputError` that names the input and the problem.
+Every public entry point that takes crystals reads them through `as_structure` (inside the
+single input pass, `dtnn_jax.inputs`), so every bad input gets the same kind of error: a
+`StructureInputError` that names the input and the problem. Checks that need the neighbour
+list (overlapping atoms, isolated atoms) are made where the graph is built, on the same
+search (`dtnn_jax.graph.build_graph`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,6 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from pymatgen.core import Structure
-
-# Two atoms closer than this (angstrom) are overlapping: no relaxed crystal has such a bond
-# (the shortest, H-H in H2, is 0.74 A), so this catches duplicated sites and unit mix-ups.
-MIN_INTERATOMIC_DISTANCE_ANGSTROM = 0.5
 
 # Largest crystal (atoms per structure) accepted by default: a guard against out-of-memory
 # crashes deep in the encoder. Memory grows with the number of edges (about 27 per atom for
@@ -111,13 +110,6 @@ def as_structure(obj: Any, index: int | None = None, max_atoms: int | None = Non
     return structure
 
 
-def as_structures(objs: Any) -> list[Structure]:
-    """`as_structure` over a list (a single structure or path is accepted too)."""
-    if isinstance(objs, Structure | Atoms | str | os.PathLike):
-        objs = [objs]
-    return [as_structure(o, i) for i, o in enumerate(objs)]
-
-
 def validate_structure(
     structure: Structure, source: str = "structure", max_atoms: int | None = None
 ) -> None:
@@ -125,8 +117,9 @@ def validate_structure(
 
     Checks: at least one atom and at most ``max_atoms`` (default `MAX_ATOMS`, read at call
     time); ordered sites with a single element each; finite coordinates and lattice; a
-    non-degenerate cell; no two atoms closer than `MIN_INTERATOMIC_DISTANCE_ANGSTROM`
-    (periodic images included).
+    non-degenerate cell. Overlapping atoms (closer than
+    `dtnn_jax.graph.MIN_INTERATOMIC_DISTANCE_ANGSTROM`, periodic images included) are found
+    on the neighbour list when the graph is built.
     """
     if len(structure) == 0:
         raise StructureInputError(source, "the structure has no atoms")
@@ -149,28 +142,6 @@ def validate_structure(
     if volume < 1e-3 or volume / len(structure) < 0.1:
         raise StructureInputError(
             source, f"degenerate lattice: cell volume {volume:.4g} A^3 for {len(structure)} atoms"
-        )
-    from pymatgen.optimization.neighbors import find_points_in_spheres
-
-    centers, neighbors, _, distances = find_points_in_spheres(
-        np.ascontiguousarray(coords, dtype=float),
-        np.ascontiguousarray(coords, dtype=float),
-        r=MIN_INTERATOMIC_DISTANCE_ANGSTROM,
-        pbc=np.array([1, 1, 1], dtype=np.int64),
-        lattice=np.ascontiguousarray(lattice, dtype=float),
-        tol=1e-8,
-    )
-    close = distances < MIN_INTERATOMIC_DISTANCE_ANGSTROM
-    # The zero-distance self pair is always found; only other pairs overlap.
-    close &= ~((centers == neighbors) & (distances < 1e-8))
-    if np.any(close):
-        k = int(np.flatnonzero(close)[0])
-        i, j, d = int(centers[k]), int(neighbors[k]), float(distances[k])
-        raise StructureInputError(
-            source,
-            f"overlapping atoms: sites {i} ({structure[i].specie}) and {j} "
-            f"({structure[j].specie}) are {d:.3f} A apart "
-            f"(< {MIN_INTERATOMIC_DISTANCE_ANGSTROM} A)",
         )
 
 

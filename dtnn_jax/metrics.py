@@ -1,7 +1,9 @@
-"""Error metrics for 3x3 dielectric tensors (DESIGN section 5).
+"""Error metrics for 3x3 dielectric tensors (DESIGN section 5) and for rankings.
 
-All functions take true tensors ``E`` and predictions ``P`` of shape [n, 3, 3] and return
-a float (mean over crystals). Inputs are NumPy or JAX arrays; results are Python floats.
+The tensor metrics take true tensors ``E`` and predictions ``P`` of shape [n, 3, 3] and
+return a float (mean over crystals). The ranking metrics (`recall_at_top_fraction`,
+`spearman`) score a predicted ranking of crystals against the true one, as a screen would
+use it. Inputs are NumPy or JAX arrays; results are Python floats.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.stats
+
+from dtnn_jax.properties import eps_poly
 
 _OFFDIAG = ~np.eye(3, dtype=bool)  # [3, 3]
 
@@ -45,24 +50,6 @@ def mae_offdiag(pred, true) -> float:
     return float(np.mean(np.abs((pred - true)[:, _OFFDIAG])))
 
 
-def eps_poly(tensors) -> np.ndarray:
-    """Polycrystalline average tr(T)/3 of [..., 3, 3] tensors -> [...]."""
-    tensors = np.asarray(tensors, dtype=np.float64)
-    return np.trace(tensors, axis1=-2, axis2=-1) / 3.0
-
-
-def refractive_index(electronic_tensors) -> np.ndarray:
-    """Polycrystalline refractive index n = sqrt(eps_poly) of electronic tensors [..., 3, 3].
-
-    Raises:
-        ValueError: if some eps_poly is negative (unphysical for an electronic tensor).
-    """
-    poly = eps_poly(electronic_tensors)
-    if np.any(poly < 0):
-        raise ValueError("negative eps_poly: refractive index undefined")
-    return np.sqrt(poly)
-
-
 def all_metrics(pred, true) -> dict[str, float]:
     """The four DESIGN section 5 metrics as a dict."""
     return {
@@ -95,3 +82,50 @@ def mae_tensor_by_crystal_system(
         mask = systems == name
         out[name] = (mae_tensor(pred[mask], true[mask]), int(mask.sum()))
     return out
+
+
+def rank_order(scores) -> np.ndarray:
+    """Indices sorting ``scores`` [n] from best (largest) to worst; NaN last, ties stable."""
+    scores = np.asarray(scores, np.float64)
+    key = np.where(np.isnan(scores), np.inf, -scores)
+    return np.argsort(key, kind="stable")
+
+
+def top_k_size(n: int, fraction: float) -> int:
+    """Number of crystals in the top ``fraction`` of ``n`` (at least 1)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    return max(1, round(fraction * n))
+
+
+def recall_at_top_fraction(true_scores, predicted_scores, fraction: float = 0.1) -> float:
+    """Share of the truly best ``fraction`` of crystals found in the predicted best ``fraction``.
+
+    Both sets have k = round(fraction * n) members, so this is also the precision. A random
+    ranking scores ``fraction`` in expectation; the perfect one scores 1.
+    """
+    true_scores = np.asarray(true_scores, np.float64)
+    predicted_scores = np.asarray(predicted_scores, np.float64)
+    if true_scores.shape != predicted_scores.shape or true_scores.ndim != 1:
+        raise ValueError(
+            f"expected two [n] score arrays, got {true_scores.shape} and {predicted_scores.shape}"
+        )
+    k = top_k_size(len(true_scores), fraction)
+    true_top = set(rank_order(true_scores)[:k].tolist())
+    predicted_top = set(rank_order(predicted_scores)[:k].tolist())
+    return len(true_top & predicted_top) / k
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation of two [n] arrays (average ranks for ties).
+
+    Returns NaN when either array is constant (the correlation is undefined).
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"expected two [n] arrays with n >= 2, got {x.shape} and {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("spearman: non-finite values")
+    if np.all(x == x[0]) or np.all(y == y[0]):
+        return float("nan")
+    return float(scipy.stats.spearmanr(x, y).statistic)

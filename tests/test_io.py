@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from dtnn_jax.io import StructureInputError, as_structure, as_structures, check_elements
+from dtnn_jax.encoder import get_encoder
+from dtnn_jax.inputs import graphs_or_raise
+from dtnn_jax.io import StructureInputError, as_structure, check_elements
 
 
 def _same(a: Structure, b: Structure) -> bool:
@@ -43,8 +45,9 @@ def test_ase_atoms_and_lists(nacl):
 
     atoms = AseAtomsAdaptor.get_atoms(nacl)
     assert _same(as_structure(atoms), nacl)
-    assert len(as_structures([nacl, atoms])) == 2
-    assert len(as_structures(nacl)) == 1
+    encoder = get_encoder()
+    assert len(graphs_or_raise([nacl, atoms], encoder)) == 2
+    assert len(graphs_or_raise(nacl, encoder)) == 1
 
 
 def test_missing_empty_corrupt_files(tmp_path):
@@ -67,8 +70,10 @@ def test_bad_structures_are_named(nacl):
     coords[1, 0] = np.nan
     with pytest.raises(StructureInputError, match="non-finite"):
         as_structure(Structure(nacl.lattice, ["Na", "Cl"], coords), index=7)
-    with pytest.raises(StructureInputError, match="overlapping atoms"):
-        as_structure(Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]]))
+    with pytest.raises(StructureInputError, match="overlapping atoms"):  # found on the graph
+        graphs_or_raise(
+            Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]]), get_encoder()
+        )
     flat = Lattice([[3, 0, 0], [0, 3, 0], [3, 3, 0]])
     with pytest.raises(StructureInputError, match="degenerate lattice"):
         as_structure(Structure(flat, ["Na"], [[0, 0, 0]]))

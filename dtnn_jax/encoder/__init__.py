@@ -1,35 +1,25 @@
-"""The frozen, pretrained SevenNet-0 encoder in pure JAX.
+"""Frozen, pretrained encoders in pure JAX, behind one interface.
+
+* `FrozenEncoder` / `EncoderOutput` (`interface`): what every encoder provides.
+* `get_encoder(name)` / `available_encoders()` (`registry`): the shipped encoders by name.
+* `featurize`, `encoder_energy`, `encode`, `graphs_with_features` (`features`): running an
+  encoder over many crystals, with the verified feature cache (`cache`).
+* SevenNet-0 (`sevennet`, `config`, `weights`): the default encoder.
 
 Example:
-    >>> from dtnn_jax.encoder import load_sevennet0, sevennet_forward
-    >>> params, config = load_sevennet0()
-    >>> config.node_irreps[1]
-    '128x0e+64x1e+32x2e'
+    >>> from dtnn_jax.encoder import get_encoder
+    >>> encoder = get_encoder("sevennet-0")
+    >>> encoder.layer_irreps(1), encoder.cutoff_angstrom
+    ('128x0e+64x1e+32x2e', 5.0)
 """
 
-import functools
-
-import jax
-import jax.numpy as jnp
-
-from dtnn_jax.encoder.config import SevenNetConfig
-from dtnn_jax.encoder.sevennet import EncoderOutput, energy_and_forces, sevennet_forward
-from dtnn_jax.encoder.weights import WeightsError, load_weights
-
-
-@functools.lru_cache(maxsize=1)
-def load_sevennet0() -> tuple[dict, SevenNetConfig]:
-    """The shipped SevenNet-0 weights: (params pytree of float32 jax arrays, config), cached."""
-    params, config = load_weights("sevennet0")
-    return jax.tree.map(jnp.asarray, params), config
-
+from dtnn_jax.encoder.interface import EncoderOutput, FrozenEncoder
+from dtnn_jax.encoder.registry import DEFAULT_ENCODER, available_encoders, get_encoder
 
 __all__ = [
+    "DEFAULT_ENCODER",
     "EncoderOutput",
-    "SevenNetConfig",
-    "WeightsError",
-    "energy_and_forces",
-    "load_sevennet0",
-    "load_weights",
-    "sevennet_forward",
+    "FrozenEncoder",
+    "available_encoders",
+    "get_encoder",
 ]

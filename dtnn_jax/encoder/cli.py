@@ -38,8 +38,9 @@ RESERVED_KEYS = ("irreps", "layer", "files", "energy_ev")
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from dtnn_jax.features import featurize_graphs, get_encoder
-    from dtnn_jax.io import StructureInputError, as_structure
+    from dtnn_jax.encoder import get_encoder
+    from dtnn_jax.encoder.features import layer_features
+    from dtnn_jax.inputs import prepare_inputs
 
     encoder = get_encoder()
     try:
@@ -47,20 +48,22 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: --layer: {err}", file=sys.stderr)
         return 2
-    graphs, names, failed = [], [], 0
-    for path in args.files:
-        if path in names:
+    unique = list(dict.fromkeys(args.files))
+    for path in sorted(set(args.files)):
+        if args.files.count(path) > 1:
             print(f"note: {path} given twice; featurized once", file=sys.stderr)
-            continue
-        try:
-            if path in RESERVED_KEYS:
-                raise StructureInputError(path, "this name is reserved in the output .npz")
-            graphs.append(encoder.graph(as_structure(path), source=path))
-            names.append(path)
-        except StructureInputError as err:
-            print(f"error: {err}", file=sys.stderr)
+    graphs, names, failed = [], [], 0
+    for crystal in prepare_inputs(unique, encoder):
+        error = crystal.error
+        if crystal.source in RESERVED_KEYS:
+            error = "this name is reserved in the output .npz"
+        if error is not None:
+            print(f"error: {crystal.source}: {error}", file=sys.stderr)
             failed += 1
-    features, energies = featurize_graphs(encoder, graphs, args.layer, progress=len(graphs) > 32)
+            continue
+        graphs.append(crystal.graph)
+        names.append(crystal.source)
+    features, energies = layer_features(encoder, graphs, args.layer, progress=len(graphs) > 32)
     arrays = dict(zip(names, features, strict=True))
     np.savez(
         args.out,

@@ -22,56 +22,30 @@ inversion-equivariant; only use ``D_from_matrix`` with det(R) = +1.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import e3nn_jax as e3nn
-import flax.struct
 import jax
 import jax.numpy as jnp
 import jraph
 
 from dtnn_jax.encoder.config import SevenNetConfig
-from dtnn_jax.encoder.weights import conv_layout
-
-
-@flax.struct.dataclass
-class EncoderOutput:
-    """Outputs of the frozen encoder on a padded batch.
-
-    Attributes:
-        energy: [n_graph] total energy per crystal (eV); padding graphs are 0.
-        node_energies: [n_node] atomic energies (eV); padding nodes are 0.
-        node_features: per interaction layer k = 1..L, ``IrrepsArray [n_node, irreps_k]``
-            (SevenNet-0: "128x0e+64x1e+32x2e" for k = 1..4, "128x0e" for k = 5); padding
-            nodes are 0.
-        edge_radial: [n_edge, n_radial_basis] Bessel basis times the cutoff envelope (XPLOR
-            for SevenNet-0);
-            padding edges are 0.
-        edge_sh: ``IrrepsArray [n_edge, "0e+1e+2e"]`` spherical harmonics (component
-            normalisation) of the unit edge direction; padding edges are 0 (l > 0) / 1 (l = 0).
-        edge_vectors: [n_edge, 3] r_ij = x_j - x_i + shift (angstrom).
-        edge_lengths: [n_edge] |r_ij| (angstrom); padding edges are 0.
-    """
-
-    energy: jax.Array
-    node_energies: jax.Array
-    node_features: tuple[e3nn.IrrepsArray, ...]
-    edge_radial: jax.Array
-    edge_sh: e3nn.IrrepsArray
-    edge_vectors: jax.Array
-    edge_lengths: jax.Array
+from dtnn_jax.encoder.interface import EncoderOutput, FrozenEncoder
+from dtnn_jax.encoder.weights import conv_layout, load_weights
+from dtnn_jax.graph import BatchBudget
+from dtnn_jax.graph.geometry import (
+    crystal_sum,
+    edge_mask,
+    edge_vectors,
+    node_mask,
+    safe_norm,
+    unit_vectors,
+)
 
 
 def _silu(x, config: SevenNetConfig):
     return jax.nn.silu(x) * config.activation_constant
-
-
-def _safe_norm(vectors):
-    """|v| with a zero (not NaN) gradient at v = 0; returns (norm, mask of v != 0)."""
-    sq = jnp.sum(vectors**2, axis=-1)
-    nonzero = sq > 0
-    norm = jnp.sqrt(jnp.where(nonzero, sq, 1.0))
-    return jnp.where(nonzero, norm, 0.0), nonzero
 
 
 def radial_embedding(lengths, frequencies, config: SevenNetConfig, mask):
@@ -109,7 +83,8 @@ def edge_spherical_harmonics(vectors, lengths, mask, lmax: int):
     Labelled "0e+1e+2e" as in sevenn (SO(3) model); computed by e3nn-jax with odd l = 1
     (the polynomials do not depend on the label).
     """
-    unit = vectors / jnp.where(mask, lengths, 1.0)[:, None]  # zero vector on padding edges
+    del mask  # padding edges have zero length, so unit_vectors gives them the zero vector
+    unit = unit_vectors(vectors, lengths)  # [n_edge, 3]
     irreps_compute = e3nn.Irreps([(1, (l, (-1) ** l)) for l in range(lmax + 1)])
     sh = e3nn.spherical_harmonics(irreps_compute, unit, normalize=False, normalization="component")
     return sh.array
@@ -205,23 +180,20 @@ def sevennet_forward(params, graph: jraph.GraphsTuple, config: SevenNetConfig) -
         `EncoderOutput`.
     """
     params = jax.lax.stop_gradient(params)
-    positions = graph.nodes["positions"]  # [n_node, 3]
-    n_nodes = positions.shape[0]
-    n_graph = graph.n_node.shape[0]
-    node_graph = jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=n_nodes)
-    node_mask = jraph.get_node_padding_mask(graph)  # [n_node]
+    n_nodes = graph.nodes["positions"].shape[0]
+    real_node = node_mask(graph)  # [n_node]
 
-    vectors = positions[graph.senders] - positions[graph.receivers] + graph.edges["shifts"]
-    lengths, nonzero = _safe_norm(vectors)  # [n_edge]
-    edge_mask = nonzero & jraph.get_edge_padding_mask(graph)  # padding edges: zero length
-    radial = radial_embedding(lengths, params["bessel_frequencies"], config, edge_mask)
-    sh = edge_spherical_harmonics(vectors, lengths, edge_mask, config.lmax_edge)  # [n_edge, 9]
+    vectors = edge_vectors(graph)  # [n_edge, 3]
+    lengths = safe_norm(vectors)  # [n_edge]
+    real_edge = (lengths > 0) & edge_mask(graph)  # padding edges: zero length
+    radial = radial_embedding(lengths, params["bessel_frequencies"], config, real_edge)
+    sh = edge_spherical_harmonics(vectors, lengths, real_edge, config.lmax_edge)  # [n_edge, 9]
 
     table = jnp.asarray(config.z_to_index_table())
     species = table[jnp.clip(graph.nodes["species"], 0, table.shape[0] - 1)]
-    species = jnp.where(node_mask, jnp.maximum(species, 0), 0)  # [n_node]
+    species = jnp.where(real_node, jnp.maximum(species, 0), 0)  # [n_node]
     embedding = params["species_embedding"][species] / math.sqrt(config.num_species)
-    x = {0: (embedding * node_mask[:, None])[:, :, None]}  # [n_node, 128, 1]
+    x = {0: (embedding * real_node[:, None])[:, :, None]}  # [n_node, 128, 1]
 
     features = []
     for k in range(1, config.num_layers + 1):
@@ -242,8 +214,8 @@ def sevennet_forward(params, graph: jraph.GraphsTuple, config: SevenNetConfig) -
     h = scalars @ hidden / math.sqrt(hidden.shape[0])
     scaled = (h @ params["readout_energy"] / math.sqrt(hidden.shape[1]))[:, 0]
     atomic = scaled * params["energy_scale"][species] + params["energy_shift"][species]
-    atomic = jnp.where(node_mask, atomic, 0.0)  # [n_node]
-    energy = jax.ops.segment_sum(atomic, node_graph, num_segments=n_graph)
+    atomic = jnp.where(real_node, atomic, 0.0)  # [n_node]
+    energy = crystal_sum(atomic, graph)  # [n_graph]
     return EncoderOutput(
         energy=energy,
         node_energies=atomic,
@@ -257,13 +229,65 @@ def sevennet_forward(params, graph: jraph.GraphsTuple, config: SevenNetConfig) -
     )
 
 
-def energy_and_forces(params, graph: jraph.GraphsTuple, config: SevenNetConfig):
-    """Energies [n_graph] (eV) and forces -dE/dx [n_node, 3] (eV/A) by autodiff."""
+# Edge-packed batches: the encoder's cost is mostly per edge, so batches are filled up to an
+# edge bucket (8192) and a node limit just under a node bucket (320 = 80 * 2**2, about 8192
+# edges at the ~27 edges per atom of oxides and halides at 5 A). Nearly every batch then has
+# the same padded shape: on the shipped set 28 batches in 2 compiled shapes, padded/real 1.10
+# (nodes) and 1.04 (edges), against 4 shapes and 1.29/1.37 for 32-crystal batches in
+# power-of-two buckets (benchmarks/results/encoder_speed.md has the measured trade-off).
+SEVENNET_BUDGET = BatchBudget(
+    max_graphs=128, max_nodes=319, max_edges=8192, growth=2.0, min_nodes=80, min_edges=2048
+)
 
-    def total(positions):
-        g = graph._replace(nodes={**graph.nodes, "positions": positions})
-        energy = sevennet_forward(params, g, config).energy
-        return jnp.sum(energy), energy
 
-    grad, energy = jax.grad(total, has_aux=True)(graph.nodes["positions"])
-    return energy, -grad
+class SevenNet(FrozenEncoder):
+    """A SevenNet checkpoint (SevenNet-0 by default) as a `FrozenEncoder`.
+
+    SO(3)-only: every feature irrep is labelled even, see the module docstring.
+    """
+
+    budget = SEVENNET_BUDGET
+    inversion_equivariant = False
+
+    def __init__(self, weights: str = "sevennet0", name: str = "SevenNet-0", key: str = ""):
+        self.weights = weights
+        self.name = name
+        self.key = key or name.lower()
+
+    @functools.cached_property
+    def _loaded(self) -> tuple[dict, SevenNetConfig]:
+        params, config = load_weights(self.weights)
+        return jax.tree.map(jnp.asarray, params), config
+
+    @property
+    def params(self) -> dict:
+        return self._loaded[0]
+
+    @functools.cached_property
+    def config(self) -> SevenNetConfig:
+        from dtnn_jax.encoder.weights import WEIGHTS_DIR
+
+        return SevenNetConfig.from_json(WEIGHTS_DIR / f"{self.weights}.json")
+
+    @property
+    def cutoff_angstrom(self) -> float:
+        return float(self.config.cutoff_angstrom)
+
+    @property
+    def supported_z(self) -> tuple[int, ...]:
+        return tuple(self.config.species_z)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.config.num_layers)
+
+    def layer_irreps(self, layer: int) -> str:
+        self.check_layer(layer)
+        return str(self.config.node_irreps[layer])
+
+    @property
+    def weights_sha256(self) -> str:
+        return str(self.config.source_sha256)
+
+    def forward(self, params, graph: jraph.GraphsTuple) -> EncoderOutput:
+        return sevennet_forward(params, graph, self.config)

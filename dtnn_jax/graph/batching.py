@@ -1,11 +1,18 @@
-"""Batching and padding of crystal graphs into a few fixed bucket shapes.
+"""The one batcher: crystal graphs -> padded batches of a few fixed bucket shapes.
 
 `jax.jit` compiles once per input shape. Graphs are therefore concatenated into batches
 and padded (with `jraph.pad_with_graphs`) to sizes taken from a short geometric ladder of
 buckets, so a whole dataset compiles a handful of shapes. The padding convention is
 jraph's: one or more padding graphs at the end hold all padding nodes; padding edges join
 padding nodes to themselves with zero shift (zero length), so every model must use safe
-norms and mask padding out of sums, means and losses (`node_mask`, `graph_mask`).
+norms and mask padding out of sums, means and losses (`dtnn_jax.graph.geometry`).
+
+`padded_batches` serves training, inference, device sharding and the benchmarks alike:
+
+* ``shards=None``: one padded batch per group of crystals, each in its own bucket;
+* ``shards=k``: rounds of ``k`` groups padded to one common bucket and stacked on a leading
+  ``[k]`` axis, one group per device (`dtnn_jax.parallel`); a round with fewer than ``k``
+  groups is completed with all-padding batches, which every mask treats as empty.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import jraph
 import numpy as np
+
+from dtnn_jax.validation import check_at_least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,10 +48,9 @@ class BatchBudget:
     min_edges: int = 2048
 
     def __post_init__(self):
-        if self.max_graphs < 1 or self.max_nodes < 1 or self.max_edges < 1:
-            raise ValueError(f"batch limits must be positive: {self}")
+        check_at_least(self, 1, "max_graphs", "max_nodes", "max_edges", "min_nodes", "min_edges")
         if self.growth <= 1.0:
-            raise ValueError(f"growth must be > 1, got {self.growth}")
+            raise ValueError(f"BatchBudget.growth must be > 1, got {self.growth}")
 
 
 def bucket_size(n: int, minimum: int, growth: float) -> int:
@@ -53,26 +61,34 @@ def bucket_size(n: int, minimum: int, growth: float) -> int:
     return size
 
 
-def pad_to_bucket(graphs: Sequence[jraph.GraphsTuple], budget: BatchBudget) -> jraph.GraphsTuple:
-    """Concatenates graphs and pads to bucket sizes.
+def pad_to_bucket(
+    graphs: Sequence[jraph.GraphsTuple],
+    budget: BatchBudget,
+    min_nodes: int = 0,
+    min_edges: int = 0,
+) -> jraph.GraphsTuple:
+    """Concatenates graphs and pads them to bucket sizes.
 
-    The result has ``budget.max_graphs + 1`` graphs (the last ones are padding), node and
-    edge counts from the bucket ladder (always at least one padding node).
+    The result has ``budget.max_graphs + 1`` graphs (the last ones are padding) and node
+    and edge counts from the bucket ladder, at least ``min_nodes`` / ``min_edges`` (always
+    at least one padding node).
     """
     batch = jraph.batch_np(list(graphs)) if len(graphs) > 1 else graphs[0]
-    n_nodes = int(np.sum(batch.n_node))
-    n_edges = int(np.sum(batch.n_edge))
-    n_graph = max(budget.max_graphs, len(graphs)) + 1
+    n_nodes = max(int(np.sum(batch.n_node)) + 1, min_nodes)
+    n_edges = max(int(np.sum(batch.n_edge)), min_edges)
     return jraph.pad_with_graphs(
         batch,
-        n_node=bucket_size(n_nodes + 1, budget.min_nodes, budget.growth),
+        n_node=bucket_size(n_nodes, budget.min_nodes, budget.growth),
         n_edge=bucket_size(n_edges, budget.min_edges, budget.growth),
-        n_graph=n_graph,
+        n_graph=max(budget.max_graphs, len(graphs)) + 1,
     )
 
 
-def _group(sizes: Iterable[tuple[int, int]], budget: BatchBudget) -> Iterator[list[int]]:
-    """Greedy, order-preserving grouping of (n_nodes, n_edges) items within the budget."""
+def group_indices(sizes: Iterable[tuple[int, int]], budget: BatchBudget) -> Iterator[list[int]]:
+    """Greedy, order-preserving grouping of (n_nodes, n_edges) items within the budget.
+
+    Lazy: a group is yielded once the first item of the next group has been seen.
+    """
     current: list[int] = []
     nodes = edges = 0
     for i, (n, e) in enumerate(sizes):
@@ -91,71 +107,93 @@ def _group(sizes: Iterable[tuple[int, int]], budget: BatchBudget) -> Iterator[li
         yield current
 
 
-def batch_indices(
-    n_nodes: Sequence[int], n_edges: Sequence[int], budget: BatchBudget
-) -> list[list[int]]:
-    """Groups graph indices into batches within the budget (order kept)."""
-    return list(_group(zip(n_nodes, n_edges, strict=True), budget))
+def _size(graph: jraph.GraphsTuple) -> tuple[int, int]:
+    return int(np.sum(graph.n_node)), int(np.sum(graph.n_edge))
 
 
 def padded_batches(
-    graphs: Iterable[jraph.GraphsTuple], budget: BatchBudget
-) -> Iterator[tuple[list[int], jraph.GraphsTuple]]:
-    """Streams ``(indices, padded_batch)`` over an iterable of single-crystal graphs.
+    graphs: Iterable[jraph.GraphsTuple],
+    budget: BatchBudget,
+    order: Sequence[int] | None = None,
+    shards: int | None = None,
+) -> Iterator[tuple[list, jraph.GraphsTuple]]:
+    """Streams padded batches over single-crystal graphs, input order kept.
 
-    Holds at most one batch of graphs in memory, so it works on pools larger than memory.
-    ``indices`` are the positions of the batch's graphs in the input stream.
+    Holds at most one round of graphs in memory, so it works on pools larger than memory.
+
+    Args:
+        graphs: single-crystal graphs (any iterable; a sequence when ``order`` is given).
+        budget: limits of one batch (per shard).
+        order: visit the graphs in this order (e.g. a training epoch's permutation).
+        shards: None for plain batches; k for rounds of k batches stacked on a leading
+            [k] axis (one per device), padded to a common shape.
+
+    Yields:
+        ``(indices, batch)``. Plain: ``indices`` is the list of input positions of the
+        batch's crystals and ``batch`` a padded `jraph.GraphsTuple`. Sharded: ``indices``
+        is a list of k such lists (empty for a filler shard) and every leaf of ``batch``
+        has a leading [k] axis.
     """
+    if order is not None:
+        source = [graphs[i] for i in order]  # type: ignore[index]
+        positions = [int(i) for i in order]
+    else:
+        source, positions = graphs, None
     held: dict[int, jraph.GraphsTuple] = {}
 
     def sizes():
-        for i, g in enumerate(graphs):
+        for i, g in enumerate(source):
             held[i] = g
-            yield int(np.sum(g.n_node)), int(np.sum(g.n_edge))
+            yield _size(g)
 
-    # _group yields a batch only after it has seen the first graph of the next one.
-    for idx in _group(sizes(), budget):
-        yield idx, pad_to_bucket([held.pop(i) for i in idx], budget)
+    def take(group):
+        return [held.pop(i) for i in group], [positions[i] if positions else i for i in group]
 
-
-def node_mask(graph: jraph.GraphsTuple):
-    """[n_nodes] bool, True for real atoms (works under jit)."""
-    return jraph.get_node_padding_mask(graph)
-
-
-def edge_mask(graph: jraph.GraphsTuple):
-    """[n_edges] bool, True for real edges (works under jit)."""
-    return jraph.get_edge_padding_mask(graph)
-
-
-def graph_mask(graph: jraph.GraphsTuple):
-    """[n_graphs] bool, True for real crystals (works under jit)."""
-    return jraph.get_graph_padding_mask(graph)
-
-
-def node_graph_index(graph: jraph.GraphsTuple, total_nodes: int | None = None):
-    """[n_nodes] int, the graph each node belongs to (jit-safe with static total)."""
-    import jax.numpy as jnp
-
-    n_graph = graph.n_node.shape[0]
-    total = total_nodes if total_nodes is not None else graph.nodes["species"].shape[0]
-    return jnp.repeat(jnp.arange(n_graph), graph.n_node, total_repeat_length=total)
+    groups = group_indices(sizes(), budget)
+    if shards is None:
+        for group in groups:
+            members, idx = take(group)
+            yield idx, pad_to_bucket(members, budget)
+        return
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    round_: list[list[int]] = []
+    for group in groups:
+        round_.append(group)
+        if len(round_) == shards:
+            yield _stacked_round([take(g) for g in round_], budget, shards)
+            round_ = []
+    if round_:
+        yield _stacked_round([take(g) for g in round_], budget, shards)
 
 
-def crystal_mean(per_atom, graph: jraph.GraphsTuple):
-    """[n_graph, ...] mean of per-atom values [n_nodes, ...] over each crystal's real atoms.
+def _stacked_round(taken, budget: BatchBudget, shards: int) -> tuple[list, jraph.GraphsTuple]:
+    """Pads a round of groups to one shape, completes it with empty batches and stacks it."""
+    sizes = [[_size(g) for g in members] for members, _ in taken]
+    min_nodes = max(sum(n for n, _ in s) for s in sizes) + 1
+    min_edges = max(sum(e for _, e in s) for s in sizes)
+    batches = [pad_to_bucket(members, budget, min_nodes, min_edges) for members, _ in taken]
+    indices = [idx for _, idx in taken]
+    while len(batches) < shards:
+        batches.append(empty_like(batches[0]))
+        indices.append([])
+    return indices, stack(batches)
 
-    The dielectric tensor is intensive, so models average (not sum) their per-atom
-    contributions; padding atoms are masked out and padding graphs get zeros.
-    """
+
+def stack(batches: Sequence[jraph.GraphsTuple]) -> jraph.GraphsTuple:
+    """Equally shaped batches stacked on a new leading [len(batches)] axis (host numpy)."""
     import jax
-    import jax.numpy as jnp
 
-    n_node = per_atom.shape[0]
-    n_graph = graph.n_node.shape[0]
-    real = node_mask(graph).astype(per_atom.dtype)  # [n]
-    expand = (slice(None),) + (None,) * (per_atom.ndim - 1)
-    graph_of_node = node_graph_index(graph, n_node)  # [n]
-    summed = jax.ops.segment_sum(per_atom * real[expand], graph_of_node, n_graph)
-    count = jax.ops.segment_sum(real, graph_of_node, n_graph)  # [n_graph]
-    return summed / jnp.maximum(count, 1.0)[expand]
+    return jax.tree.map(lambda *xs: np.stack(xs), *batches)
+
+
+def empty_like(batch: jraph.GraphsTuple) -> jraph.GraphsTuple:
+    """A batch of ``batch``'s shape with no real crystal: all nodes in the last graph."""
+    import jax
+
+    n_node = np.zeros_like(batch.n_node)
+    n_node[-1] = int(np.sum(batch.n_node))
+    n_edge = np.zeros_like(batch.n_edge)
+    n_edge[-1] = int(np.sum(batch.n_edge))
+    zeros = jax.tree.map(np.zeros_like, batch)
+    return zeros._replace(n_node=n_node, n_edge=n_edge)

@@ -21,9 +21,12 @@ import jraph
 import numpy as np
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
-# Two distinct atoms closer than this are treated as a duplicated site (an input error): a
-# zero-length real edge has no direction and would give NaN spherical harmonics.
-_MIN_PAIR_DISTANCE_ANGSTROM = 0.1
+# Two atoms (periodic images included) closer than this are overlapping, an input error: no
+# relaxed crystal has such a bond (the shortest, H-H in H2, is 0.74 A), so this catches
+# duplicated sites and unit mix-ups (bohr or fractional coordinates read as angstrom) before
+# a near-zero edge gives the encoder meaningless directions. The only overlap threshold of
+# the package: checked on the neighbour list the graph is built from (no second search).
+MIN_INTERATOMIC_DISTANCE_ANGSTROM = 0.5
 
 
 class GraphConstructionError(ValueError):
@@ -148,7 +151,7 @@ def build_graph(
     Raises:
         GraphConstructionError: empty structure, shape mismatch, non-finite input, a
             degenerate lattice (linearly dependent periodic rows), a non-positive cutoff,
-            or two atoms closer than 0.1 A (a duplicated site).
+            or two atoms closer than `MIN_INTERATOMIC_DISTANCE_ANGSTROM` (0.5 A).
         IsolatedAtomError: an atom has no neighbour (unless ``allow_isolated``).
     """
     positions = np.asarray(positions, dtype=np.float64)
@@ -175,13 +178,15 @@ def build_graph(
     _check_periodic_rows(lattice, pbc)
 
     receivers, senders, offsets, distances = neighbor_list(positions, lattice, pbc, cutoff_angstrom)
-    overlapping = distances < _MIN_PAIR_DISTANCE_ANGSTROM
+    overlapping = distances < MIN_INTERATOMIC_DISTANCE_ANGSTROM
     if overlapping.any():
         k = int(np.flatnonzero(overlapping)[0])
+        i, j = int(receivers[k]), int(senders[k])
+        image = "" if not offsets[k].any() else f", image {offsets[k].tolist()}"
         raise GraphConstructionError(
-            f"atoms {receivers[k]} and {senders[k]} (image {offsets[k].tolist()}) are "
-            f"{distances[k]:.3g} A apart, closer than {_MIN_PAIR_DISTANCE_ANGSTROM} A: "
-            "a duplicated or overlapping site"
+            f"overlapping atoms: sites {i} ({_symbol(atomic_numbers[i])}) and {j} "
+            f"({_symbol(atomic_numbers[j])}{image}) are {distances[k]:.3f} A apart "
+            f"(< {MIN_INTERATOMIC_DISTANCE_ANGSTROM} A): a duplicated site or a unit mix-up"
         )
     if not allow_isolated:
         has_neighbor = np.zeros(n_atoms, bool)
@@ -248,38 +253,9 @@ def graph_from_structure(
     )
 
 
-def edge_vectors(graph: jraph.GraphsTuple):
-    """Cartesian edge vectors r_ij = x_j - x_i + shift, [n_edges, 3] (numpy or jax)."""
-    pos = graph.nodes["positions"]
-    return pos[graph.senders] - pos[graph.receivers] + graph.edges["shifts"]
+def _symbol(z) -> str:
+    """Element symbol of atomic number ``z`` (``Z=<z>`` if out of range)."""
+    from ase.data import chemical_symbols
 
-
-def safe_norm(vectors, axis: int | tuple[int, ...] = -1, keepdims: bool = False):
-    """Euclidean norm whose gradient is zero, not NaN, at the zero vector (numpy or jax).
-
-    Padding edges have zero length; ``jnp.linalg.norm`` has an undefined (NaN) gradient
-    there, and a NaN times a zero mask is still NaN. Squared norms of zero vectors are
-    replaced by 1 before the square root and the result set back to 0, so both the value
-    and the gradient are finite everywhere.
-
-    Args:
-        vectors: [..., 3] (or any shape) array.
-        axis: the axis (or axes) to reduce.
-        keepdims: keep the reduced axis with size 1.
-
-    Returns:
-        The norms, shape of ``vectors`` without ``axis`` (or with size 1 if ``keepdims``).
-    """
-    xp = _array_module(vectors)
-    squared = xp.sum(vectors * vectors, axis=axis, keepdims=keepdims)
-    is_zero = squared == 0
-    return xp.where(is_zero, 0.0, xp.sqrt(xp.where(is_zero, 1.0, squared)))
-
-
-def _array_module(array):
-    """numpy for numpy arrays, jax.numpy for everything else (jax arrays, tracers)."""
-    if isinstance(array, np.ndarray | np.generic):
-        return np
-    import jax.numpy as jnp
-
-    return jnp
+    z = int(z)
+    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}"

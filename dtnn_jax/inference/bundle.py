@@ -164,7 +164,6 @@ def load_bundle(name_or_path: str | os.PathLike | None = None) -> ModelBundle:
             f"{meta_path}: bundle format version {meta.get('format_version')} is not supported "
             f"by this dtnn-jax (expects {BUNDLE_VERSION}); re-export the model or upgrade"
         )
-    _check_encoder(meta, path)
     try:
         with np.load(params_path) as f:
             arrays = {k: f[k] for k in f.files}
@@ -185,7 +184,7 @@ def load_bundle(name_or_path: str | os.PathLike | None = None) -> ModelBundle:
             members.append(
                 Member(
                     params=params,
-                    scaler=TargetScaler(**mmeta["scaler"]),
+                    scaler=TargetScaler.from_dict(mmeta["scaler"], config.readout.output_map),
                     seed=int(mmeta.get("seed", m)),
                     metrics=mmeta.get("metrics", {}),
                 )
@@ -193,19 +192,21 @@ def load_bundle(name_or_path: str | os.PathLike | None = None) -> ModelBundle:
         targets[target] = TargetModel(config=config, members=tuple(members))
     if not targets:
         raise BundleError(f"{meta_path}: the bundle holds no trained target")
+    for model in targets.values():
+        _check_encoder(meta, path, model.config.encoder)
     metadata = {k: v for k, v in meta.items() if k not in ("targets",)}
     return ModelBundle(name=meta.get("name", path.name), targets=targets, metadata=metadata)
 
 
-def _check_encoder(meta: dict, path: Path) -> None:
+def _check_encoder(meta: dict, path: Path, encoder_name: str) -> None:
     expected = meta.get("encoder_sha256")
     if not expected:
         return
-    from dtnn_jax.encoder import load_sevennet0
+    from dtnn_jax.encoder import get_encoder
 
-    _, enc_config = load_sevennet0()
-    if enc_config.source_sha256 != expected:
+    encoder = get_encoder(encoder_name)
+    if encoder.weights_sha256 != expected:
         raise BundleError(
             f"{path}: trained on encoder weights {expected[:12]}..., but the installed "
-            f"SevenNet-0 weights are {enc_config.source_sha256[:12]}...; incompatible"
+            f"{encoder.name} weights are {encoder.weights_sha256[:12]}...; incompatible"
         )

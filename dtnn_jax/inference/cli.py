@@ -20,7 +20,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -87,16 +86,12 @@ def register(subparsers) -> None:
 
 
 def _expand(paths: list[str]) -> list[Path]:
-    from dtnn_jax.inference.screening import structure_files
+    from dtnn_jax.inputs import structure_files
 
     files: list[Path] = []
     for p in map(Path, paths):
         files.extend(structure_files(p) if p.is_dir() else [p])
     return files
-
-
-def _nan_to_none(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
 
 
 def predict_records(
@@ -106,58 +101,17 @@ def predict_records(
     chunk_size: int = 256,
     progress: bool = False,
     inversion_average: bool = False,
-):
-    """One record per input file: tensors and derived scalars per target, or the error.
-
-    Files are read and validated one by one, then predicted in chunks of ``chunk_size``.
-    """
+) -> list[dict]:
+    """One JSON-ready record per input crystal: tensors and derived scalars, or the error."""
     from tqdm.auto import tqdm
 
-    from dtnn_jax.inference.screening import structure_id, tensor_properties
-    from dtnn_jax.io import StructureInputError, as_structure
+    from dtnn_jax.inference.records import predict_crystals
 
     records = []
     with tqdm(total=len(files), disable=not progress, desc="predict", unit="crystal") as bar:
-        for start in range(0, len(files), chunk_size):
-            chunk = files[start : start + chunk_size]
-            recs, structures = [], []
-            for path in chunk:
-                rec = {"source": str(path), "id": structure_id(path), "formula": None}
-                rec |= {"error": None, "refractive_index": None, "targets": {}}
-                try:
-                    s = as_structure(path)
-                    rec["formula"] = s.composition.reduced_formula
-                    structures.append(s)
-                except StructureInputError as err:
-                    rec["error"] = err.reason
-                    structures.append(None)
-                recs.append(rec)
-            good = [i for i, s in enumerate(structures) if s is not None]
-            if good:
-                pred = model.predict_detailed(
-                    [structures[i] for i in good], inversion_average=inversion_average
-                )
-                for k, i in enumerate(good):
-                    recs[i]["error"] = pred.errors[k]
-                props = {t: tensor_properties(pred.mean[t]) for t in model.targets}
-                spread = pred.eps_poly_std
-                for k, i in enumerate(good):
-                    if recs[i]["error"] is not None:
-                        continue
-                    if "electronic" in props:
-                        n = props["electronic"].refractive_index[k]
-                        recs[i]["refractive_index"] = _nan_to_none(n)
-                    for t in targets:
-                        recs[i]["targets"][t] = {
-                            "tensor": pred.mean[t][k].astype(float).tolist(),
-                            "std": pred.std[t][k].astype(float).tolist(),
-                            "eigenvalues": props[t].eigenvalues[k].tolist(),
-                            "eps_poly": float(props[t].eps_poly[k]),
-                            "eps_poly_std": float(spread[t][k]),
-                            "anisotropy": _nan_to_none(props[t].anisotropy[k]),
-                        }
-            records.extend(recs)
-            bar.update(len(chunk))
+        for record in predict_crystals(model, files, chunk_size, inversion_average):
+            records.append(record.as_dict(targets))
+            bar.update(1)
     return records
 
 
@@ -265,7 +219,8 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_screen(args: argparse.Namespace) -> int:
     import itertools
 
-    from dtnn_jax.inference.screening import BandGapFileError, pool_items, read_band_gaps, screen
+    from dtnn_jax.inference.pool import BandGapFileError, pool_items, read_band_gaps
+    from dtnn_jax.inference.screening import screen
 
     if args.top < 1 or args.chunk_size < 1:
         print("dtnn screen: --top and --chunk-size must be >= 1", file=sys.stderr)

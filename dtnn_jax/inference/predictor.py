@@ -32,22 +32,21 @@ import jax
 import jax.numpy as jnp
 import jraph
 import numpy as np
-from ase import Atoms
-from pymatgen.core import Structure
 
 from dtnn_jax import parallel
 from dtnn_jax.config import TARGETS
-from dtnn_jax.features import DEFAULT_BUDGET, Encoder, get_encoder
-from dtnn_jax.graph import BatchBudget
+from dtnn_jax.encoder import FrozenEncoder, get_encoder
+from dtnn_jax.graph import BatchBudget, with_features
 from dtnn_jax.inference.bundle import ModelBundle, load_bundle
-from dtnn_jax.io import StructureInputError, as_structure
+from dtnn_jax.inputs import CrystalInput, prepare_inputs
+from dtnn_jax.io import StructureInputError
 from dtnn_jax.models.readout import DTNN
-from dtnn_jax.models.scaling import to_eps
+from dtnn_jax.models.scaling import TargetScaler
 
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """Predicted tensors for n inputs; rows of failed inputs are NaN.
+    """Predicted tensors for n crystals; rows of failed inputs are NaN.
 
     Attributes:
         mean: target -> [n, 3, 3] ensemble-mean tensor.
@@ -55,7 +54,8 @@ class Prediction:
             std over members; 0 for a single-member ensemble).
         eps_poly_std: target -> [n] ensemble standard deviation of eps_poly = tr/3.
         errors: [n] None, or the reason the input could not be predicted.
-        sources: [n] a name for each input (file path or ``#index (formula)``).
+        sources: [n] a name for each crystal (file path or ``#index (formula)``).
+        ids: [n] the row id of each crystal (file stem, material id or ``#index``).
     """
 
     mean: dict[str, np.ndarray]
@@ -63,20 +63,12 @@ class Prediction:
     eps_poly_std: dict[str, np.ndarray]
     errors: list[str | None]
     sources: list[str]
+    ids: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> np.ndarray:
         """[n] bool, True where the prediction succeeded."""
         return np.array([e is None for e in self.errors])
-
-
-def _source(obj, index: int) -> str:
-    if isinstance(obj, str | os.PathLike):
-        return str(obj)
-    formula = getattr(obj, "formula", None)
-    if formula is None and isinstance(obj, Atoms):
-        formula = obj.get_chemical_formula()
-    return f"#{index} ({formula})" if formula else f"#{index}"
 
 
 class DielectricModel:
@@ -87,15 +79,18 @@ class DielectricModel:
         >>> eps = model.predict(["POSCAR"], target="total")  # [1, 3, 3]  # doctest: +SKIP
     """
 
-    def __init__(self, bundle: ModelBundle, encoder: Encoder | None = None):
+    def __init__(self, bundle: ModelBundle, encoder: FrozenEncoder | None = None):
         for t, tm in bundle.targets.items():
             if tm.config.concatenates_layers:
                 raise ValueError(
                     f"bundle {bundle.name!r}, target {t}: readouts on concatenated encoder "
                     "layers are a benchmark ablation and cannot be served"
                 )
+        names = {tm.config.encoder for tm in bundle.targets.values()}
+        if len(names) != 1:
+            raise ValueError(f"bundle {bundle.name!r} mixes encoders {sorted(names)}")
         self.bundle = bundle
-        self.encoder = encoder or get_encoder()
+        self.encoder = encoder or get_encoder(names.pop())
         self.targets = tuple(t for t in TARGETS if t in bundle.targets)
         # Stack members along a leading axis: one vmapped readout call per target.
         self._stacked = {
@@ -103,10 +98,7 @@ class DielectricModel:
             for t, tm in bundle.targets.items()
         }
         self._scalers = {
-            t: (
-                jnp.array([m.scaler.offset for m in tm.members], jnp.float32),
-                jnp.array([m.scaler.scale for m in tm.members], jnp.float32),
-            )
+            t: TargetScaler.stack([m.scaler for m in tm.members])
             for t, tm in bundle.targets.items()
         }
 
@@ -119,7 +111,7 @@ class DielectricModel:
 
     @functools.cached_property
     def _apply(self):
-        """The jitted ensemble forward (SO(3)-equivariant, see the module docstring)."""
+        """The jitted ensemble forward (equivariance: see the module docstring)."""
         return self._forward(inversion_average=False)
 
     @functools.cached_property
@@ -128,9 +120,7 @@ class DielectricModel:
         return self._forward(inversion_average=True)
 
     def _forward(self, inversion_average: bool):
-        from dtnn_jax.encoder import sevennet_forward
-
-        enc_config = self.encoder.config
+        encoder = self.encoder
         readouts = {
             t: (DTNN(tm.config.readout), tm.config.encoder_layer)
             for t, tm in self.bundle.targets.items()
@@ -138,18 +128,18 @@ class DielectricModel:
 
         def member_tensors(enc_params, readout_params, scalers, batch):
             """target -> eps [n_members, n_graph, 3, 3] of every ensemble member."""
-            out = sevennet_forward(enc_params, batch, enc_config)
+            out = encoder.forward(enc_params, batch)
             result = {}
             for t, (module, layer) in readouts.items():
-                g = batch._replace(
-                    nodes={**batch.nodes, "features": out.node_features[layer - 1].array},
-                    edges={**batch.edges, "radial": out.edge_radial},
+                g = with_features(
+                    batch,
+                    nodes={"features": out.node_features[layer - 1].array},
+                    edges={"radial": out.edge_radial},
                 )
                 y = jax.vmap(lambda p, g=g, m=module: m.apply(p, g, deterministic=True))(
                     readout_params[t]
                 )  # [n_members, n_graph, 3, 3]
-                offset, scale = scalers[t]
-                result[t] = to_eps(y, offset[:, None], scale[:, None], module.config.output_map)
+                result[t] = scalers[t].to_eps(y)
             return result
 
         def forward(enc_params, readout_params, scalers, batch):
@@ -165,49 +155,28 @@ class DielectricModel:
 
         return parallel.sharded_vmap(forward)
 
-    def _graphs(self, structures: Sequence) -> tuple[list, list[str | None], list[str]]:
-        graphs: list[jraph.GraphsTuple | None] = []
-        errors: list[str | None] = []
-        sources: list[str] = []
-        for i, obj in enumerate(structures):
-            src = _source(obj, i)
-            sources.append(src)
-            try:
-                graphs.append(self.encoder.graph(as_structure(obj, i), source=src))
-                errors.append(None)
-            except StructureInputError as err:
-                graphs.append(None)
-                errors.append(err.reason)
-        return graphs, errors, sources
+    def prepare(self, structures) -> list[CrystalInput]:
+        """The single input pass at this model's encoder (see `dtnn_jax.inputs`)."""
+        return list(prepare_inputs(structures, self.encoder))
 
-    def predict_detailed(
+    def predict_inputs(
         self,
-        structures: Iterable,
-        budget: BatchBudget = DEFAULT_BUDGET,
+        crystals: Sequence[CrystalInput],
+        budget: BatchBudget | None = None,
         progress: bool = False,
         inversion_average: bool = False,
     ) -> Prediction:
-        """All targets with ensemble mean and std; bad inputs get NaN rows and a reason.
-
-        Args:
-            structures: pymatgen Structures, ASE Atoms or structure file paths.
-            budget: padded-batch limits.
-            progress: show a progress bar.
-            inversion_average: average each member's tensor over the crystal and its
-                inverted image (O(3)- instead of SO(3)-equivariant; twice the cost, see the
-                module docstring).
-        """
-        structures = _as_list(structures)
-        graphs, errors, sources = self._graphs(structures)
-        n = len(structures)
+        """All targets for crystals that went through the input pass (`prepare`)."""
+        n = len(crystals)
         mean = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
         std = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
         poly_std = {t: np.full(n, np.nan, np.float32) for t in self.targets}
-        good = [i for i, g in enumerate(graphs) if g is not None]
+        good = [i for i, c in enumerate(crystals) if c.graph is not None]
         args = (self.encoder.params, self._stacked, self._scalers)
         apply = self._apply_inversion_averaged if inversion_average else self._apply
+        graphs = [crystals[i].graph for i in good]
         batches = parallel.map_batches(
-            apply, args, [graphs[i] for i in good], budget, progress, desc="predict"
+            apply, args, graphs, budget or self.encoder.budget, progress, desc="predict"
         )
         for idx, res in batches:
             rows = [good[k] for k in idx]
@@ -215,7 +184,33 @@ class DielectricModel:
                 mean[t][rows] = res[t][0][: len(rows)]
                 std[t][rows] = res[t][1][: len(rows)]
                 poly_std[t][rows] = res[t][2][: len(rows)]
-        return Prediction(mean=mean, std=std, eps_poly_std=poly_std, errors=errors, sources=sources)
+        return Prediction(
+            mean=mean,
+            std=std,
+            eps_poly_std=poly_std,
+            errors=[c.error for c in crystals],
+            sources=[c.source for c in crystals],
+            ids=[c.id for c in crystals],
+        )
+
+    def predict_detailed(
+        self,
+        structures: Iterable,
+        budget: BatchBudget | None = None,
+        progress: bool = False,
+        inversion_average: bool = False,
+    ) -> Prediction:
+        """All targets with ensemble mean and std; bad inputs get NaN rows and a reason.
+
+        Args:
+            structures: pymatgen Structures, ASE Atoms or structure file paths.
+            budget: padded-batch limits (default: the encoder's).
+            progress: show a progress bar.
+            inversion_average: average each member's tensor over the crystal and its
+                inverted image (O(3)- instead of SO(3)-equivariant for an SO(3)-only
+                encoder; twice the cost, see the module docstring).
+        """
+        return self.predict_inputs(self.prepare(structures), budget, progress, inversion_average)
 
     def predict(
         self,
@@ -257,12 +252,6 @@ def invert(batch: jraph.GraphsTuple) -> jraph.GraphsTuple:
         edges={**batch.edges, "shifts": -batch.edges["shifts"]},
         globals=glob,
     )
-
-
-def _as_list(structures) -> list:
-    if isinstance(structures, Structure | Atoms | str | Path):
-        return [structures]
-    return list(structures)
 
 
 @functools.cache

@@ -37,9 +37,10 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from dtnn_jax.graph.batching import crystal_mean
+from dtnn_jax.graph import crystal_mean
 from dtnn_jax.models.cartesian import l2_to_matrix
 from dtnn_jax.models.painn import MAX_ATOMIC_NUMBER, edge_geometry
+from dtnn_jax.validation import check_at_least, check_positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +74,9 @@ class NequIPConfig:
     max_atomic_number: int = MAX_ATOMIC_NUMBER
 
     def __post_init__(self):
-        for name in (
+        check_at_least(
+            self,
+            1,
             "channels",
             "n_layers",
             "n_radial",
@@ -81,17 +84,10 @@ class NequIPConfig:
             "radial_mlp_layers",
             "envelope_p",
             "max_atomic_number",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"NequIPConfig.{name} must be >= 1, got {getattr(self, name)}")
+        )
         if self.l_max < 2:
             raise ValueError(f"NequIPConfig.l_max must be >= 2 for a 2e output: {self.l_max}")
-        if not self.cutoff_angstrom > 0:
-            raise ValueError(f"NequIPConfig.cutoff_angstrom must be > 0: {self.cutoff_angstrom}")
-        if not self.avg_num_neighbors > 0:
-            raise ValueError(
-                f"NequIPConfig.avg_num_neighbors must be > 0: {self.avg_num_neighbors}"
-            )
+        check_positive(self, "cutoff_angstrom", "avg_num_neighbors")
 
     @property
     def hidden_irreps(self) -> e3nn.Irreps:

@@ -47,8 +47,8 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from dtnn_jax.graph.batching import crystal_mean, edge_mask
-from dtnn_jax.graph.neighbors import safe_norm
+from dtnn_jax.graph import crystal_mean, edge_mask, edge_vectors, safe_norm, unit_vectors
+from dtnn_jax.validation import check_at_least, check_positive
 
 MAX_ATOMIC_NUMBER = 94
 # Vector RMS below sqrt(eps) = 0.01 counts as "no anisotropy" in the head's normalisation.
@@ -82,15 +82,10 @@ class PaiNNConfig:
     head_vector_rms_norm: bool = True
 
     def __post_init__(self):
-        for name in ("features", "n_blocks", "n_radial", "max_atomic_number"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"PaiNNConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(self, 1, "features", "n_blocks", "n_radial", "max_atomic_number")
         if self.features % 2:
             raise ValueError(f"PaiNNConfig.features must be even (head halves it): {self}")
-        if not self.cutoff_angstrom > 0:
-            raise ValueError(f"PaiNNConfig.cutoff_angstrom must be > 0: {self.cutoff_angstrom}")
-        if not self.avg_num_neighbors > 0:
-            raise ValueError(f"PaiNNConfig.avg_num_neighbors must be > 0: {self.avg_num_neighbors}")
+        check_positive(self, "cutoff_angstrom", "avg_num_neighbors")
 
 
 class EdgeGeometry(NamedTuple):
@@ -109,12 +104,11 @@ class EdgeGeometry(NamedTuple):
 
 def edge_geometry(graph: jraph.GraphsTuple, cutoff_angstrom: float) -> EdgeGeometry:
     """Edge lengths, unit vectors and the mask of real edges within the cutoff."""
-    positions = graph.nodes["positions"]  # [n, 3]
-    vec = positions[graph.senders] - positions[graph.receivers] + graph.edges["shifts"]  # [e, 3]
-    length = safe_norm(vec)  # [e]
+    vec = edge_vectors(graph)  # [n_edge, 3]
+    length = safe_norm(vec)  # [n_edge]
     real = edge_mask(graph) & (length > 0) & (length < cutoff_angstrom)
     mask = real.astype(vec.dtype)
-    unit = vec / jnp.where(length > 0, length, 1.0)[:, None] * mask[:, None]
+    unit = unit_vectors(vec, length) * mask[:, None]
     return EdgeGeometry(length * mask, unit, mask)
 
 

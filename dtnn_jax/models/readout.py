@@ -34,8 +34,7 @@ import jax.numpy as jnp
 import jraph
 
 from dtnn_jax.config import ReadoutConfig
-from dtnn_jax.graph.batching import crystal_mean, edge_mask
-from dtnn_jax.graph.neighbors import safe_norm
+from dtnn_jax.graph import crystal_mean, edge_mask, edge_vectors, safe_norm, unit_vectors
 from dtnn_jax.models.cartesian import split_irreps
 
 
@@ -210,13 +209,9 @@ class DTNN(nn.Module):
         return crystal_mean(per_atom, graph)  # [n_graph, 3, 3], the tensor is intensive
 
     def _bond_moments(self, graph: jraph.GraphsTuple) -> BondMoments:
-        positions = graph.nodes["positions"]  # [n, 3]
-        n_node = positions.shape[0]
-        vec = (
-            positions[graph.senders] - positions[graph.receivers] + graph.edges["shifts"]
-        )  # [e, 3]
-        length = safe_norm(vec)  # [e]
-        unit = vec / jnp.where(length > 0, length, 1.0)[:, None]  # [e, 3]
+        n_node = graph.nodes["positions"].shape[0]
+        vec = edge_vectors(graph)  # [n_edge, 3]
+        unit = unit_vectors(vec, safe_norm(vec))  # [n_edge, 3]
         mask = edge_mask(graph).astype(vec.dtype)  # [e]
         radial = graph.edges["radial"]  # [e, n_radial]
         if radial.shape[-1] != self.config.n_radial:

@@ -31,8 +31,10 @@ Two output maps turn the network's symmetric output ``y`` into eps (`to_eps`):
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Sequence
+from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg
@@ -63,6 +65,7 @@ def to_eps(y: jnp.ndarray, offset: jnp.ndarray, scale: jnp.ndarray, output_map: 
     ``offset`` and ``scale`` are scalars or arrays that broadcast against ``y[..., 0, 0]``
     (e.g. one per ensemble member).
     """
+    y = jnp.asarray(y)
     eye = jnp.eye(3, dtype=y.dtype)
     offset = jnp.asarray(offset, y.dtype)[..., None, None]
     if output_map == "affine":
@@ -75,43 +78,92 @@ def to_eps(y: jnp.ndarray, offset: jnp.ndarray, scale: jnp.ndarray, output_map: 
     raise ValueError(f"unknown output map {output_map!r} (use one of {OUTPUT_MAPS})")
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class TargetScaler:
-    """Affine isotropic map between normalised network outputs and eps.
+    """The map from the network's normalised output to eps: constants plus the output map.
+
+    A pytree (``offset`` and ``scale`` are leaves, ``output_map`` is static), so jitted
+    functions take the scaler itself and compile once per output map; an ensemble stacks
+    its members' scalers (``offset`` [n_members, 1], see `stack`).
 
     Attributes:
-        offset: added to the diagonal (units of eps).
-        scale: multiplies the network output (units of eps, > 0).
+        offset: the mean isotropic training target (units of eps).
+        scale: the mean predictor's MAE on the training targets (units of eps, > 0).
+        output_map: "affine" or "matrix_exp" (see the module docstring).
     """
 
-    offset: float = 0.0
-    scale: float = 1.0
-
-    def __post_init__(self):
-        if not np.isfinite(self.offset) or not np.isfinite(self.scale) or self.scale <= 0:
-            raise ValueError(f"TargetScaler needs finite offset and scale > 0: {self}")
+    offset: Any = 0.0
+    scale: Any = 1.0
+    output_map: str = flax.struct.field(pytree_node=False, default="affine")
 
     @classmethod
-    def fit(cls, targets: np.ndarray, method: str) -> TargetScaler:
+    def create(cls, offset: float, scale: float, output_map: str = "affine") -> TargetScaler:
+        """A validated scaler (finite offset, positive scale, known map)."""
+        if not np.isfinite(offset) or not np.isfinite(scale) or scale <= 0:
+            raise ValueError(
+                f"TargetScaler needs finite offset and scale > 0, got {offset}, {scale}"
+            )
+        if output_map not in OUTPUT_MAPS:
+            raise ValueError(f"unknown output map {output_map!r} (use one of {OUTPUT_MAPS})")
+        if output_map == "matrix_exp" and offset <= 0:
+            raise ValueError(f"the matrix_exp map needs offset > 0, got {offset}")
+        return cls(float(offset), float(scale), output_map)
+
+    @classmethod
+    def fit(cls, targets: np.ndarray, method: str, output_map: str = "affine") -> TargetScaler:
         """Scaler for training targets [n, 3, 3]; ``method`` is "none" or "standardize"."""
         targets = np.asarray(targets, dtype=np.float64)
         if targets.ndim != 3 or targets.shape[1:] != (3, 3) or len(targets) == 0:
             raise ValueError(f"targets must be [n>0, 3, 3], got {targets.shape}")
         if method == "none":
-            return cls()
+            return cls.create(0.0, 1.0, output_map)
         if method != "standardize":
             raise ValueError(f"unknown target scaling {method!r} (use 'none' or 'standardize')")
         offset = float(np.mean(np.trace(targets, axis1=1, axis2=2)) / 3.0)
         scale = float(np.mean(np.abs(targets - offset * np.eye(3))))
-        return cls(offset=offset, scale=max(scale, 1e-6))
+        return cls.create(offset, max(scale, 1e-6), output_map)
+
+    @classmethod
+    def from_dict(cls, data: dict, output_map: str = "affine") -> TargetScaler:
+        """Inverse of `as_dict` (bundles keep the output map in the readout config)."""
+        return cls.create(float(data["offset"]), float(data["scale"]), output_map)
 
     def to_eps(self, y: jnp.ndarray) -> jnp.ndarray:
-        """[..., 3, 3] normalised -> eps (the affine map of `to_eps`)."""
-        return to_eps(y, self.offset, self.scale, "affine")
+        """[..., 3, 3] network output -> eps under this scaler's output map."""
+        return to_eps(y, self.offset, self.scale, self.output_map)
 
-    def from_eps(self, eps: jnp.ndarray) -> jnp.ndarray:
-        """[..., 3, 3] eps -> normalised."""
-        return (eps - self.offset * jnp.eye(3, dtype=eps.dtype)) / self.scale
+    def from_eps(self, eps: np.ndarray) -> np.ndarray:
+        """[..., 3, 3] eps -> the network output that `to_eps` maps to it (host numpy).
+
+        For "matrix_exp" this is the matrix logarithm minus ``log(offset) I``, with the soft
+        clamp undone (eps must be symmetric positive definite, within the clamp's range).
+        """
+        eps = np.asarray(eps, np.float64)
+        eye = np.eye(3)
+        if self.output_map == "affine":
+            return (eps - float(self.offset) * eye) / float(self.scale)
+        values, vectors = np.linalg.eigh(0.5 * (eps + np.swapaxes(eps, -1, -2)))
+        if np.any(values <= 0):
+            raise ValueError("matrix_exp: eps must be positive definite to be inverted")
+        log_eps = np.einsum("...ij,...j,...kj->...ik", vectors, np.log(values), vectors)
+        clamped = log_eps - np.log(float(self.offset)) * eye
+        r = np.sqrt(np.sum(clamped * clamped, axis=(-2, -1), keepdims=True) + 1e-12)
+        if np.any(r >= MAX_LOG_EPS_NORM):
+            raise ValueError("matrix_exp: eps lies outside the range the output map can reach")
+        return clamped * (MAX_LOG_EPS_NORM * np.arctanh(r / MAX_LOG_EPS_NORM) / r)
 
     def as_dict(self) -> dict[str, float]:
-        return {"offset": self.offset, "scale": self.scale}
+        return {"offset": float(self.offset), "scale": float(self.scale)}
+
+    @staticmethod
+    def stack(scalers: Sequence[TargetScaler]) -> TargetScaler:
+        """One scaler for an ensemble: ``offset``/``scale`` [n_members, 1] broadcast against
+        outputs [n_members, n_graph, 3, 3]."""
+        maps = {s.output_map for s in scalers}
+        if len(maps) != 1:
+            raise ValueError(f"ensemble members use different output maps: {sorted(maps)}")
+        return TargetScaler(
+            jnp.array([[s.offset] for s in scalers], jnp.float32),
+            jnp.array([[s.scale] for s in scalers], jnp.float32),
+            maps.pop(),
+        )

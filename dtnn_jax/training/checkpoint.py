@@ -1,13 +1,13 @@
 """Resumable training checkpoints: the project's only use of Orbax.
 
-A checkpoint is one pytree of arrays (parameters, optimizer state, best parameters,
-counters), saved under ``<workdir>/checkpoints/<epoch>/``. Orbax writes each step to a
-temporary directory and renames it once complete, so a save interrupted by a crash leaves
-the previous checkpoint intact and is never mistaken for a finished one. Beside it,
-``<workdir>/run_config.json`` records the configuration a run was started with, so a resume
-with an incompatible model is refused instead of silently loading mismatched arrays, and
-``<workdir>/checkpoint_format.json`` records the checkpoint format version: checkpoints of
-another format, or ones that cannot be read, raise a `CheckpointError` naming the directory.
+A checkpoint is one Orbax step under ``<workdir>/checkpoints/<epoch>/`` holding a pytree of
+arrays (the training state: parameters, optimizer state, best parameters, counters) and,
+in the same step, a JSON item (the run's history and configuration). Orbax writes each step
+to a temporary directory and renames it once complete, so a save interrupted by a crash
+leaves the previous checkpoint intact and is never mistaken for a finished one, and the
+state and its history can never disagree. ``<workdir>/checkpoint_format.json`` records the
+checkpoint format version: checkpoints of another format, or ones that cannot be read, raise
+a `CheckpointError` naming the directory.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import orbax.checkpoint as ocp
 
 CHECKPOINT_FORMAT = "dtnn_jax.checkpoint"
 # Bump when the saved training state changes incompatibly (keys, optimizer layout).
-CHECKPOINT_FORMAT_VERSION = 1
+# 2: the state and the run's history + configuration are one Orbax step (composite items).
+CHECKPOINT_FORMAT_VERSION = 2
 FORMAT_FILE = "checkpoint_format.json"
 
 
@@ -59,18 +60,37 @@ class Checkpointer:
         """The newest complete checkpoint's step (epoch), or None if there is none."""
         return self._manager.latest_step()
 
-    def save(self, step: int, state: Any) -> None:
-        """Saves ``state`` (a pytree of arrays / scalars) as checkpoint ``step``."""
-        self._manager.save(step, args=ocp.args.StandardSave(_as_arrays(state)), force=True)
+    def save(self, step: int, state: Any, metadata: dict | None = None) -> None:
+        """Saves ``state`` (a pytree of arrays / scalars) and JSON ``metadata`` as ``step``."""
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(_as_arrays(state)),
+            metadata=ocp.args.JsonSave(metadata or {}),
+        )
+        self._manager.save(step, args=args, force=True)
         self._manager.wait_until_finished()
 
     def restore(self, template: Any, step: int | None = None) -> Any:
         """Restores checkpoint ``step`` (default: the latest) into ``template``'s structure."""
+        step = self._step(step)
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(_as_arrays(template)))
+        return self._restore(step, args)["state"]
+
+    def metadata(self, step: int | None = None) -> dict:
+        """The JSON item saved with checkpoint ``step`` (default: the latest)."""
+        step = self._step(step)
+        return dict(
+            self._restore(step, ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
+        )
+
+    def _step(self, step: int | None) -> int:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        return step
+
+    def _restore(self, step: int, args):
         try:
-            return self._manager.restore(step, args=ocp.args.StandardRestore(_as_arrays(template)))
+            return self._manager.restore(step, args=args)
         except Exception as err:  # Orbax/TensorStore raise many types for the same problem
             raise CheckpointError(
                 f"{self.directory / str(step)}: cannot restore checkpoint of epoch {step} "

@@ -86,7 +86,7 @@ def config_from_args(args: argparse.Namespace, target: str):
 
 def run(args: argparse.Namespace) -> int:
     from dtnn_jax.data import load_labelled, load_petousis2017
-    from dtnn_jax.features import featurized_graphs
+    from dtnn_jax.encoder.features import graphs_with_features
     from dtnn_jax.training.experiment import train_and_evaluate
     from dtnn_jax.training.report import write_report
 
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     # One encoder pass serves every target (the cache is keyed by structures and layer).
-    graphs = featurized_graphs(
+    graphs = graphs_with_features(
         [r.structure for r in records],
         args.layer,
         cache_dir=args.cache_dir,

@@ -19,7 +19,8 @@ import numpy as np
 from dtnn_jax.config import ExperimentConfig
 from dtnn_jax.models.baselines import RidgeIsotropicBaseline, invariant_descriptors
 from dtnn_jax.training.checkpoint import write_json_atomic
-from dtnn_jax.training.train import FitResult, evaluate, fit, with_targets
+from dtnn_jax.training.contract import with_targets
+from dtnn_jax.training.loop import FitResult, evaluate, fit
 
 
 def train_and_evaluate(
@@ -67,7 +68,7 @@ def run_experiment(
         records = load_petousis2017()
     keep = [i for i, r in enumerate(records) if r.has_target(config.target)]
     if graphs is None:
-        from dtnn_jax.features import featurized_graphs
+        from dtnn_jax.encoder.features import graphs_with_features
 
         if config.concatenates_layers:
             raise ValueError(
@@ -75,11 +76,12 @@ def run_experiment(
                 "graphs (see benchmarks/layer_ablation.py), they are not built here"
             )
 
-        graphs = featurized_graphs(
+        graphs = graphs_with_features(
             [records[i].structure for i in keep],
             config.encoder_layer,
             cache_dir=cache_dir,
             progress=config.train.progress_bar,
+            encoder=config.encoder,
         )
     else:
         if len(graphs) != len(records):

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dtnn_jax.metrics import all_metrics, mae_tensor, refractive_index
+from dtnn_jax.metrics import all_metrics, mae_tensor
+from dtnn_jax.properties import refractive_index
 
 CRYSTAL_SYSTEMS = (
     "cubic",

@@ -13,8 +13,8 @@ from dtnn_jax.metrics import (
     mae_offdiag,
     mae_tensor,
     mae_tensor_by_crystal_system,
-    refractive_index,
 )
+from dtnn_jax.properties import refractive_index
 
 
 @pytest.fixture

@@ -8,14 +8,23 @@ import jax
 import numpy as np
 import pytest
 
-from dtnn_jax.encoder import energy_and_forces, load_sevennet0, sevennet_forward
+from dtnn_jax.encoder import get_encoder
+from dtnn_jax.encoder.sevennet import sevennet_forward
 from dtnn_jax.graph import BatchBudget, build_graph, pad_to_bucket
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sevennet0_reference.npz"
 
+SEVENNET = get_encoder("sevennet-0")
+
+
+def _energy_and_forces(params, graph, config):
+    del config  # the encoder holds it
+    return SEVENNET.energy_and_forces(params, graph)
+
+
 # One jitted function per entry point, shared by all tests (config is static).
 forward_jit = jax.jit(sevennet_forward, static_argnums=2)
-energy_and_forces_jit = jax.jit(energy_and_forces, static_argnums=2)
+energy_and_forces_jit = jax.jit(_energy_and_forces, static_argnums=2)
 
 SINGLE_BUDGET = BatchBudget(max_graphs=1, min_nodes=32, min_edges=1024)
 BATCH_BUDGET = BatchBudget(max_graphs=9, min_nodes=128, min_edges=4096)
@@ -24,7 +33,7 @@ BATCH_BUDGET = BatchBudget(max_graphs=9, min_nodes=128, min_edges=4096)
 @pytest.fixture(scope="session")
 def sevennet():
     """(params, config) of the shipped SevenNet-0."""
-    return load_sevennet0()
+    return SEVENNET.params, SEVENNET.config
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from dtnn_jax.features import featurize
+from dtnn_jax.encoder.features import featurize
 
 TWO_DEVICE_SCRIPT = textwrap.dedent(
     """
@@ -30,25 +30,26 @@ TWO_DEVICE_SCRIPT = textwrap.dedent(
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     from pymatgen.core import Structure
     from dtnn_jax import parallel
-    from dtnn_jax.features import featurize
+    from dtnn_jax.encoder.features import featurize
     from dtnn_jax.graph import BatchBudget
 
     assert jax.local_device_count() == 2, jax.local_devices()
     seen = []
-    stack = parallel.stack_for_devices
+    shard = parallel.shard
 
-    def spy(batches, n_devices):
-        out = stack(batches, n_devices)
+    def spy(stacked):
+        out = shard(stacked)
         leaf = out.nodes["positions"]
+        real = np.asarray(stacked.n_node)[:, :-1].sum(axis=1) > 0  # shards with a crystal
         seen.append({
-            "n_batches": len(batches),
-            "n_devices": n_devices,
+            "n_batches": int(real.sum()),
+            "n_devices": int(stacked.n_node.shape[0]),
             "devices": sorted(str(d) for d in leaf.sharding.device_set),
             "shard_rows": [int(s.data.shape[0]) for s in leaf.addressable_shards],
         })
         return out
 
-    parallel.stack_for_devices = spy
+    parallel.shard = spy
     with open(structures_json) as f:
         structures = [Structure.from_dict(d) for d in json.load(f)]
     # 2 crystals per batch: 5 crystals = 3 batches = one full 2-device step + one half step

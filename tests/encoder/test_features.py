@@ -1,4 +1,4 @@
-"""`featurize`, `encoder_energy` and the feature cache of `featurized_graphs`.
+"""`featurize`, `encoder_energy` and the feature cache of `graphs_with_features`.
 
 All crystals here are tiny, so every encoder call lands in the smallest bucket of the
 default budget: one compilation for the whole module.
@@ -14,8 +14,10 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from dtnn_jax import features as features_module
-from dtnn_jax.features import Encoder, encoder_energy, featurize, featurized_graphs, get_encoder
+from dtnn_jax.encoder import cache as cache_module
+from dtnn_jax.encoder import features as features_module
+from dtnn_jax.encoder import get_encoder
+from dtnn_jax.encoder.features import encoder_energy, featurize, graphs_with_features
 from dtnn_jax.io import StructureInputError
 
 # Batching changes only the summation order of float32 sums.
@@ -142,7 +144,7 @@ def test_layer_out_of_range(crystals, layer, tmp_path):
     with pytest.raises(ValueError, match=r"layer must be in 1\.\.5"):
         featurize(crystals[0], layer=layer)
     with pytest.raises(ValueError, match=r"layer must be in 1\.\.5"):
-        featurized_graphs(crystals[:1], layer=layer, cache_dir=tmp_path)
+        graphs_with_features(crystals[:1], layer=layer, cache_dir=tmp_path)
 
 
 # ----------------------------------------------------------------------------------------
@@ -159,7 +161,7 @@ def _cache_files(cache_dir):
 
 
 def test_cache_written_then_read_without_encoder(crystals, batch_features, tmp_path, monkeypatch):
-    graphs = featurized_graphs(crystals, layer=4, cache_dir=tmp_path, progress=False)
+    graphs = graphs_with_features(crystals, layer=4, cache_dir=tmp_path, progress=False)
     names = _cache_files(tmp_path)
     assert len(names) == 2 and any(n.endswith(".npz") for n in names)
     for g, want, s in zip(graphs, batch_features, crystals, strict=True):
@@ -167,10 +169,10 @@ def test_cache_written_then_read_without_encoder(crystals, batch_features, tmp_p
         assert g.edges["radial"].shape == (int(g.n_edge[0]), 8)
         np.testing.assert_allclose(g.nodes["features"], want, rtol=BATCH_RTOL, atol=BATCH_ATOL)
 
-    monkeypatch.setattr(Encoder, "run", _no_encoder)
+    monkeypatch.setattr(features_module, "encode", _no_encoder)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a valid cache is read silently
-        again = featurized_graphs(crystals, layer=4, cache_dir=tmp_path, progress=False)
+        again = graphs_with_features(crystals, layer=4, cache_dir=tmp_path, progress=False)
     for a, b in zip(graphs, again, strict=True):
         np.testing.assert_array_equal(a.nodes["features"], b.nodes["features"])
         np.testing.assert_array_equal(a.edges["radial"], b.edges["radial"])
@@ -180,16 +182,16 @@ def test_cache_written_then_read_without_encoder(crystals, batch_features, tmp_p
 
 def test_cache_key_depends_on_layer_and_structures(crystals, tmp_path):
     encoder = get_encoder()
-    key = features_module.cache_key(encoder, crystals, 4)
-    assert key == features_module.cache_key(encoder, list(crystals), 4)
-    assert key != features_module.cache_key(encoder, crystals, 3)
-    assert key != features_module.cache_key(encoder, crystals[:2], 4)
-    assert key != features_module.cache_key(encoder, crystals[::-1], 4)
+    key = cache_module.cache_key(encoder, crystals, 4)
+    assert key == cache_module.cache_key(encoder, list(crystals), 4)
+    assert key != cache_module.cache_key(encoder, crystals, 3)
+    assert key != cache_module.cache_key(encoder, crystals[:2], 4)
+    assert key != cache_module.cache_key(encoder, crystals[::-1], 4)
     moved = crystals[0].copy()
     moved.translate_sites([1], [0.001, 0.0, 0.0], frac_coords=False)
-    assert key != features_module.cache_key(encoder, [moved, *crystals[1:]], 4)
-    featurized_graphs(crystals[:2], layer=4, cache_dir=tmp_path, progress=False)
-    featurized_graphs(crystals[:2], layer=5, cache_dir=tmp_path, progress=False)
+    assert key != cache_module.cache_key(encoder, [moved, *crystals[1:]], 4)
+    graphs_with_features(crystals[:2], layer=4, cache_dir=tmp_path, progress=False)
+    graphs_with_features(crystals[:2], layer=5, cache_dir=tmp_path, progress=False)
     assert len([n for n in _cache_files(tmp_path) if n.endswith(".npz")]) == 2
 
 
@@ -198,7 +200,7 @@ def test_cache_key_depends_on_layer_and_structures(crystals, tmp_path):
 )
 def test_damaged_cache_is_detected_and_rebuilt(crystals, tmp_path, monkeypatch, damage):
     structures = crystals[:2]
-    first = featurized_graphs(structures, layer=5, cache_dir=tmp_path, progress=False)
+    first = graphs_with_features(structures, layer=5, cache_dir=tmp_path, progress=False)
     (npz,) = tmp_path.glob("*.npz")
     meta = npz.with_suffix(".json")
     if damage == "truncate":
@@ -217,26 +219,26 @@ def test_damaged_cache_is_detected_and_rebuilt(crystals, tmp_path, monkeypatch, 
         with np.load(npz) as f:
             arrays = {k: f[k] for k in f.files}
         arrays["n_edge"] = arrays["n_edge"] + np.array([1, -1])
-        features_module._write_cache(npz, arrays)
+        cache_module.FeatureCache(tmp_path).store(npz.stem.removeprefix("features-"), arrays)
 
     calls = []
-    real_run = Encoder.run
+    real_encode = features_module.encode
 
-    def counting_run(self, *args, **kwargs):
+    def counting_encode(*args, **kwargs):
         calls.append(1)
-        return real_run(self, *args, **kwargs)
+        return real_encode(*args, **kwargs)
 
-    monkeypatch.setattr(Encoder, "run", counting_run)
+    monkeypatch.setattr(features_module, "encode", counting_encode)
     if damage == "missing_meta":  # an unverifiable cache is rebuilt (no warning needed)
-        rebuilt = featurized_graphs(structures, layer=5, cache_dir=tmp_path, progress=False)
+        rebuilt = graphs_with_features(structures, layer=5, cache_dir=tmp_path, progress=False)
     else:
         with pytest.warns(UserWarning, match="(invalid|does not match).*rebuilding"):
-            rebuilt = featurized_graphs(structures, layer=5, cache_dir=tmp_path, progress=False)
+            rebuilt = graphs_with_features(structures, layer=5, cache_dir=tmp_path, progress=False)
     assert calls == [1]
     for a, b in zip(first, rebuilt, strict=True):
         np.testing.assert_array_equal(a.nodes["features"], b.nodes["features"])
     # the rebuilt cache is valid again: read without the encoder, without a warning
-    monkeypatch.setattr(Encoder, "run", _no_encoder)
+    monkeypatch.setattr(features_module, "encode", _no_encoder)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        featurized_graphs(structures, layer=5, cache_dir=tmp_path, progress=False)
+        graphs_with_features(structures, layer=5, cache_dir=tmp_path, progress=False)

@@ -7,7 +7,7 @@ import pytest
 from pymatgen.io.cif import CifWriter
 
 from dtnn_jax.cli import main
-from dtnn_jax.features import featurize
+from dtnn_jax.encoder.features import featurize
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dtnn_jax.encoder import sevennet_forward
+from dtnn_jax.encoder.sevennet import sevennet_forward
 
 # Parity tolerances (float32 on both sides). Measured: energy 4e-7 eV/atom, forces
 # 1.5e-5 eV/A, features 4.4e-6 relative (max |diff| / max |ref| per layer and crystal).

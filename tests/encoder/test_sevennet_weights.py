@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dtnn_jax.encoder import SevenNetConfig
+from dtnn_jax.encoder.config import SevenNetConfig
 from dtnn_jax.encoder.weights import WEIGHTS_DIR, conv_layout
 
 

@@ -22,9 +22,9 @@ def test_checkpoint_from_an_incompatible_version_is_refused(tmp_path):
     with Checkpointer(tmp_path) as ckpt:
         ckpt.save(1, _state(1.0))
     stamp = json.loads((tmp_path / FORMAT_FILE).read_text())
-    assert stamp["format_version"] == 1 and stamp["format"] == "dtnn_jax.checkpoint"
+    assert stamp["format_version"] == 2 and stamp["format"] == "dtnn_jax.checkpoint"
     (tmp_path / FORMAT_FILE).write_text(json.dumps({**stamp, "format_version": 0}))
-    with pytest.raises(CheckpointError, match=r"format version 0 .* reads version 1"):
+    with pytest.raises(CheckpointError, match=r"format version 0 .* reads version 2"):
         Checkpointer(tmp_path)
     (tmp_path / FORMAT_FILE).write_text("{ torn")
     with pytest.raises(CheckpointError, match="corrupt checkpoint format file"):

@@ -16,8 +16,8 @@ from dtnn_jax.graph import (
     node_mask,
     pad_to_bucket,
     padded_batches,
+    safe_norm,
 )
-from dtnn_jax.graph.neighbors import safe_norm
 
 SMALL = BatchBudget(max_graphs=2, max_nodes=16, max_edges=512, min_nodes=8, min_edges=64)
 

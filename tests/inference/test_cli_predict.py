@@ -16,7 +16,7 @@ from pymatgen.core import Lattice, Structure
 
 from dtnn_jax.cli import main
 from dtnn_jax.config import TARGETS, ExperimentConfig, ReadoutConfig
-from dtnn_jax.features import featurized_graphs
+from dtnn_jax.encoder.features import graphs_with_features
 from dtnn_jax.graph import BatchBudget, pad_to_bucket
 from dtnn_jax.inference import Member, ModelBundle, TargetModel, save_bundle
 from dtnn_jax.inference import load_model as real_load_model
@@ -45,7 +45,7 @@ def _crystals() -> dict[str, Structure]:
 def bundle_dir(tmp_path_factory):
     """A 2-member bundle for all three targets (random readouts, distinct offsets)."""
     crystals = list(_crystals().values())
-    graphs = featurized_graphs(crystals, 4, cache_dir=tmp_path_factory.mktemp("cache"))
+    graphs = graphs_with_features(crystals, 4, cache_dir=tmp_path_factory.mktemp("cache"))
     batch = pad_to_bucket(graphs, BatchBudget(max_graphs=4))
     targets = {}
     for k, t in enumerate(TARGETS):

@@ -10,7 +10,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from dtnn_jax.config import ExperimentConfig, ReadoutConfig
-from dtnn_jax.features import featurized_graphs
+from dtnn_jax.encoder.features import graphs_with_features
 from dtnn_jax.graph import BatchBudget, pad_to_bucket
 from dtnn_jax.inference import (
     BundleError,
@@ -46,7 +46,7 @@ def crystals():
 
 @pytest.fixture(scope="module")
 def bundle(crystals, tmp_path_factory):
-    graphs = featurized_graphs(crystals, 4, cache_dir=tmp_path_factory.mktemp("cache"))
+    graphs = graphs_with_features(crystals, 4, cache_dir=tmp_path_factory.mktemp("cache"))
     batch = pad_to_bucket(graphs, BatchBudget(max_graphs=2))
     members = tuple(
         Member(

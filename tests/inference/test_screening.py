@@ -10,20 +10,14 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from dtnn_jax.encoder import get_encoder
 from dtnn_jax.inference import Prediction
-from dtnn_jax.inference.screening import (
-    BandGapFileError,
-    element_frequency,
-    figure_of_merit,
-    rank,
-    rank_order,
-    read_band_gaps,
-    recall_at_top_fraction,
-    screen,
-    spearman,
-    structure_id,
-    tensor_properties,
-)
+from dtnn_jax.inference.pool import BandGapFileError, read_band_gaps
+from dtnn_jax.inference.screening import screen
+from dtnn_jax.inference.screening_report import element_frequency
+from dtnn_jax.inputs import structure_id
+from dtnn_jax.metrics import rank_order, recall_at_top_fraction, spearman
+from dtnn_jax.properties import figure_of_merit, tensor_properties
 
 
 def _rotation(rng) -> np.ndarray:
@@ -56,7 +50,6 @@ def test_tensor_properties_of_a_rotated_diagonal_tensor(rng):
 def test_rankings_put_nan_last():
     scores = np.array([1.0, np.nan, 3.0, 2.0, 3.0])
     assert rank_order(scores).tolist() == [2, 4, 3, 0, 1]  # ties keep input order
-    assert rank(scores, secondary=[0, 0, 1.0, 0, 5.0]).tolist() == [4, 2, 3, 0, 1]
     np.testing.assert_allclose(figure_of_merit([2.0, 0.5], [3.0, 10.0]), [6.0, 5.0])
 
 
@@ -130,6 +123,7 @@ class _IsotropicModel:
 
     name = "isotropic-z"
     targets = ("electronic", "total")
+    encoder = get_encoder()  # for the input pass only
 
     def __init__(self):
         self.calls: list[int] = []
@@ -137,15 +131,19 @@ class _IsotropicModel:
     def ensemble_size(self, target):
         return 1
 
-    def predict_detailed(self, structures, **_):
-        self.calls.append(len(structures))
-        n = len(structures)
-        z = np.array([np.mean([site.specie.Z for site in s]) for s in structures])
+    def predict_inputs(self, crystals, *_, **__):
+        self.calls.append(len(crystals))
+        n = len(crystals)
+        z = np.array([np.mean([site.specie.Z for site in c.structure]) for c in crystals])
         mean = {t: (z * (1 + k))[:, None, None] * np.eye(3) for k, t in enumerate(self.targets)}
         std = {t: np.zeros((n, 3, 3)) for t in self.targets}
         poly_std = {t: np.zeros(n) for t in self.targets}
         return Prediction(
-            mean=mean, std=std, eps_poly_std=poly_std, errors=[None] * n, sources=[""] * n
+            mean=mean,
+            std=std,
+            eps_poly_std=poly_std,
+            errors=[c.error for c in crystals],
+            sources=[c.source for c in crystals],
         )
 
 

@@ -27,6 +27,17 @@ def test_standardize_round_trip_and_meaning(rng):
     assert np.mean(np.abs(scaler.from_eps(eps))) == pytest.approx(1.0)
 
 
+def test_matrix_exp_scaler_round_trip(rng):
+    eps = random_tensors(rng, 20)
+    scaler = TargetScaler.fit(eps, "standardize", "matrix_exp")
+    y = scaler.from_eps(eps)
+    np.testing.assert_allclose(y, np.swapaxes(y, 1, 2), atol=1e-12)
+    np.testing.assert_allclose(scaler.to_eps(y.astype(np.float32)), eps, rtol=2e-5)
+    # the affine inverse would be a different (wrong) network output here
+    affine = TargetScaler.create(scaler.offset, scaler.scale, "affine")
+    assert np.abs(affine.from_eps(eps) - y).max() > 0.1
+
+
 def test_scaling_commutes_with_rotation(rng):
     eps = random_tensors(rng, 10)
     scaler = TargetScaler.fit(eps, "standardize")
@@ -42,7 +53,7 @@ def test_none_is_identity_and_bad_method_fails(rng):
     with pytest.raises(ValueError, match="unknown target scaling"):
         TargetScaler.fit(eps, "log")
     with pytest.raises(ValueError):
-        TargetScaler(offset=1.0, scale=0.0)
+        TargetScaler.create(offset=1.0, scale=0.0)
 
 
 def test_invariant_descriptor_is_rotation_invariant(key):

@@ -23,8 +23,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from pymatgen.core import Structure
 
-from dtnn_jax.encoder import sevennet_forward
+from dtnn_jax.encoder.sevennet import sevennet_forward
 from dtnn_jax.graph import BatchBudget, pad_to_bucket
+from dtnn_jax.inputs import crystal_graph
 from dtnn_jax.models import DTNN
 from tests.properties.tiny_model import (
     BUDGET,
@@ -89,7 +90,7 @@ def _rotated_encoder_and_readout():
 @given(crystal=crystals(), rots=rotation_batches(3))
 def test_encoder_features_and_readout_alone_rotate(crystal, rots):
     model = tiny_model()
-    graph = model.encoder.graph(structure_of(crystal))
+    graph = crystal_graph(structure_of(crystal), model.encoder)
     batch = jax.tree.map(jnp.asarray, pad_to_bucket([graph], SINGLE))
     rots = np.concatenate([np.eye(3)[None], rots]).astype(np.float32)  # identity first
     params = model.bundle.targets["total"].members[0].params

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from pymatgen.core import Lattice, Structure
 
 from dtnn_jax.inference.predictor import invert
+from dtnn_jax.inputs import crystal_graph
 from tests.properties.tiny_model import (
     BUDGET,
     inverted,
@@ -57,7 +58,7 @@ def test_plain_model_is_not_inversion_invariant_but_the_average_is(chiral, nacl)
 
 
 def test_invert_negates_every_bond_vector(chiral):
-    graph = tiny_model().encoder.graph(chiral)
+    graph = crystal_graph(chiral, tiny_model().encoder)
     inv = invert(graph)
     vectors = lambda g: (  # noqa: E731
         g.nodes["positions"][g.senders] - g.nodes["positions"][g.receivers] + g.edges["shifts"]

@@ -12,6 +12,7 @@ from dtnn_jax.config import (
     TrainConfig,
     encoder_layer_irreps,
 )
+from dtnn_jax.graph import BatchBudget
 
 
 def test_defaults_follow_the_paper():
@@ -36,8 +37,9 @@ def test_round_trip_through_dict():
         (lambda: ReadoutConfig(input_irreps="4x0e+1x3e"), "l <= 2"),
         (lambda: ReadoutConfig(input_irreps="nonsense"), "input_irreps"),
         (lambda: ReadoutConfig(target_scaling="log"), "target_scaling"),
-        (lambda: TrainConfig(batch_size=0), "batch_size"),
-        (lambda: TrainConfig(bucket_growth=1.0), "bucket_growth"),
+        (lambda: TrainConfig(batch=BatchBudget(max_graphs=0)), "max_graphs"),
+        (lambda: TrainConfig(batch=BatchBudget(growth=1.0)), "growth"),
+        (lambda: TrainConfig(shards=0), "shards"),
         (lambda: TrainConfig(decay_epochs=0), "decay_epochs"),
         (lambda: ExperimentConfig(target="static"), "target"),
         (lambda: encoder_layer_irreps(6), "1..5"),
@@ -71,3 +73,12 @@ def test_configs_written_before_output_map_read_as_affine():
     del old["readout"]["output_map"]
     assert ExperimentConfig.from_dict(old).readout.output_map == "affine"
     assert ExperimentConfig.default().readout.output_map == "matrix_exp"
+
+
+def test_configs_written_with_flat_batch_fields_still_load():
+    old = ExperimentConfig.default().to_dict()
+    batch = old["train"].pop("batch")
+    old["train"] |= {"batch_size": 32, "max_nodes_per_batch": batch["max_nodes"]}
+    cfg = ExperimentConfig.from_dict(old)
+    assert cfg.train.batch_size == 32 and cfg.train.batch.max_nodes == batch["max_nodes"]
+    assert cfg.encoder == "sevennet-0"

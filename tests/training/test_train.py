@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from dtnn_jax.config import ExperimentConfig
+from dtnn_jax.graph import padded_batches
 from dtnn_jax.models.readout import DTNN, count_params
 from dtnn_jax.training import Checkpointer, evaluate, fit, train_and_evaluate
+from dtnn_jax.training.contract import model_inputs
+from dtnn_jax.training.step import OptimizerSpec, init_fn
 from dtnn_jax.training.synthetic import synthetic_graphs
-from dtnn_jax.training.train import OptimizerSpec, _init_fn, _strip, batch_budget, make_batches
 
 # The schedule horizon is fixed, so runs of 3 and 6 epochs follow the same learning rates
 # and share one compiled train step.
@@ -97,9 +99,10 @@ def test_resume_refuses_a_different_model(data, straight):
 
 def test_optimizer_state_holds_only_readout_params(data):
     cfg = config()
-    batches = make_batches(data[0], batch_budget(cfg.train))
+    batches = list(padded_batches(data[0], cfg.train.batch))
     spec = OptimizerSpec.from_config(cfg.train, len(batches))
-    params, opt_state = _init_fn(DTNN(cfg.readout), spec)(jax.random.key(0), _strip(batches[0][1]))
+    first = model_inputs(batches[0][1])
+    params, opt_state = init_fn(DTNN(cfg.readout), spec)(jax.random.key(0), first)
     adam = opt_state[1][0]  # chain(clip, adamw) -> adamw = chain(scale_by_adam, ...)
     assert jax.tree_util.tree_structure(adam.mu) == jax.tree_util.tree_structure(params)
     assert jax.tree_util.tree_structure(adam.nu) == jax.tree_util.tree_structure(params)
@@ -162,9 +165,7 @@ def test_fit_trains_another_module_in_the_same_harness(data, tmp_path):
     result = fit(config(2), train, val, tmp_path, model=painn)
     assert result.epochs_run == 2 and np.isfinite(result.best_val_mae)
     assert set(result.params["params"]) == set(
-        painn.init(jax.random.key(0), make_batches(val, batch_budget(config().train))[0][1])[
-            "params"
-        ]
+        painn.init(jax.random.key(0), next(padded_batches(val, config().train.batch))[1])["params"]
     )
     assert all(h["seconds"] > 0 for h in result.history)
     pred = evaluate(result.params, config(2), val, result.scaler, model=painn)

@@ -1,0 +1,160 @@
+"""One typed record per predicted crystal, streamed: what `dtnn predict` and `dtnn screen` use.
+
+`predict_crystals` runs the single input pass and the model over inputs in chunks (so only
+one chunk of structures and graphs is alive at a time) and yields a `CrystalPrediction` per
+crystal: its names, formula and elements, the per-target tensors with their ensemble
+spread and derived properties, or the reason it could not be predicted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from dtnn_jax.inputs import CrystalInput, prepare_inputs
+from dtnn_jax.properties import tensor_properties
+
+DEFAULT_CHUNK = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetPrediction:
+    """One target's predicted tensor and what follows from it.
+
+    Attributes:
+        tensor: [3, 3] ensemble-mean tensor.
+        std: [3, 3] ensemble standard deviation per component.
+        eigenvalues: [3] principal permittivities, ascending.
+        eps_poly: tr / 3.
+        eps_poly_std: ensemble standard deviation of eps_poly.
+        anisotropy: lambda_max / lambda_min (NaN where lambda_min <= 0).
+    """
+
+    tensor: np.ndarray
+    std: np.ndarray
+    eigenvalues: np.ndarray
+    eps_poly: float
+    eps_poly_std: float
+    anisotropy: float
+
+
+@dataclasses.dataclass(frozen=True)
+class CrystalPrediction:
+    """The prediction for one crystal, or why there is none.
+
+    Attributes:
+        id: row id (file stem, ``file#k``, material id or ``#index``).
+        source: how messages name it (path or ``#index (formula)``).
+        formula: reduced formula ("" if the input could not be read).
+        elements: sorted element symbols.
+        error: None, or the reason it could not be predicted.
+        targets: target -> `TargetPrediction` (empty on error).
+        refractive_index: sqrt(eps_poly) of the electronic tensor (NaN if not predicted).
+        aliases: other names a side table may use for it (e.g. its file name).
+        info: what the input already knew (band gap, e_above_hull, sources, ...).
+    """
+
+    id: str
+    source: str
+    formula: str
+    elements: list[str]
+    error: str | None
+    targets: dict[str, TargetPrediction]
+    refractive_index: float = float("nan")
+    aliases: tuple[str, ...] = ()
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self, targets: Sequence[str] | None = None) -> dict:
+        """A JSON-ready dict (NaN as None), with ``targets`` (default: all) only."""
+        names = list(self.targets) if targets is None else [t for t in targets if t in self.targets]
+        return {
+            "source": self.source,
+            "id": self.id,
+            "formula": self.formula or None,
+            "error": self.error,
+            "refractive_index": _finite_or_none(self.refractive_index),
+            "targets": {
+                t: {
+                    "tensor": self.targets[t].tensor.astype(float).tolist(),
+                    "std": self.targets[t].std.astype(float).tolist(),
+                    "eigenvalues": self.targets[t].eigenvalues.astype(float).tolist(),
+                    "eps_poly": float(self.targets[t].eps_poly),
+                    "eps_poly_std": float(self.targets[t].eps_poly_std),
+                    "anisotropy": _finite_or_none(self.targets[t].anisotropy),
+                }
+                for t in names
+            },
+        }
+
+
+def _finite_or_none(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _records(model, crystals: list[CrystalInput], prediction) -> list[CrystalPrediction]:
+    props = {t: tensor_properties(prediction.mean[t]) for t in model.targets}
+    out = []
+    for k, crystal in enumerate(crystals):
+        error = prediction.errors[k]
+        targets = {}
+        if error is None:
+            targets = {
+                t: TargetPrediction(
+                    tensor=prediction.mean[t][k],
+                    std=prediction.std[t][k],
+                    eigenvalues=props[t].eigenvalues[k],
+                    eps_poly=float(props[t].eps_poly[k]),
+                    eps_poly_std=float(prediction.eps_poly_std[t][k]),
+                    anisotropy=float(props[t].anisotropy[k]),
+                )
+                for t in model.targets
+            }
+        n = props["electronic"].refractive_index[k] if "electronic" in props else np.nan
+        out.append(
+            CrystalPrediction(
+                id=crystal.id,
+                source=crystal.source,
+                formula=crystal.formula,
+                elements=crystal.elements,
+                error=error,
+                targets=targets,
+                refractive_index=float(n) if error is None else float("nan"),
+                aliases=crystal.aliases,
+                info=crystal.info,
+            )
+        )
+    return out
+
+
+def predict_crystals(
+    model,
+    inputs: Iterable | Any,
+    chunk_size: int = DEFAULT_CHUNK,
+    inversion_average: bool = False,
+    budget=None,
+) -> Iterator[CrystalPrediction]:
+    """Streams a `CrystalPrediction` per crystal of ``inputs``, in input order.
+
+    Args:
+        model: a `DielectricModel`.
+        inputs: Structures, ASE Atoms, paths, `dtnn_jax.inputs.InputItem`s or records with
+            ``.structure`` and ``.material_id`` (any iterable; consumed lazily).
+        chunk_size: crystals per model call (bounds memory).
+        inversion_average: see `DielectricModel.predict_detailed`.
+        budget: padded-batch limits (default: the encoder's).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    crystals = prepare_inputs(inputs, model.encoder)
+    while chunk := list(itertools.islice(crystals, chunk_size)):
+        prediction = model.predict_inputs(chunk, budget, inversion_average=inversion_average)
+        yield from _records(model, chunk, prediction)
