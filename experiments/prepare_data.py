@@ -18,19 +18,31 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import subprocess
 import sys
 import tarfile
 import tempfile
+import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Structure
+import pymatgen.core
+from pymatgen.core import Composition, Structure
 from pymatgen.io.vasp import Poscar
 
 from dtnn_jax.data.frame_check import frame_check_targets
-from dtnn_jax.data.records import SYMPREC_ANGSTROM, structure_to_compact, symmetry_of
+from dtnn_jax.data.records import (
+    ELECTRONEGATIVITY_MARGIN,
+    INSULATOR_SOURCES,
+    SYMPREC_ANGSTROM,
+    charge_balanced,
+    likely_metal,
+    structure_to_compact,
+    symmetry_of,
+)
 from dtnn_jax.data.shipped import (
     DATA_DIR,
     FORMAT_VERSION,
@@ -174,16 +186,25 @@ def build_dielectric(raw: bytes) -> tuple[list[dict], dict]:
 
 
 def build_pool(tables: dict[str, bytes], exclude: set[str]) -> tuple[list[dict], dict]:
-    """Structures of the non-dielectric tables, deduplicated by material_id."""
+    """Structures of the non-dielectric tables, deduplicated by material_id.
+
+    Each record also carries ``band_gap_ev`` (always null: none of the three tables has a
+    band gap or any other electronic-structure column), ``insulator_by_construction`` (in a
+    table of ``INSULATOR_SOURCES``, or a gap > 0) and ``charge_balanced``
+    (:func:`dtnn_jax.data.records.charge_balanced` of the structure's composition).
+    """
     pool: dict[str, dict] = {}
     counts: dict[str, int] = {}
+    labelled: dict[str, int] = {}
     for name in POOL_TABLES:
         rows = csv_rows(tables[name])
         counts[name] = len(rows)
+        labelled[name] = 0
         source = name.removesuffix(".csv")
         for row in rows:
             mpid = row["material_id"]
             if mpid in exclude:
+                labelled[name] += 1
                 continue
             if mpid in pool:
                 pool[mpid]["sources"].append(source)
@@ -200,10 +221,56 @@ def build_pool(tables: dict[str, bytes], exclude: set[str]) -> tuple[list[dict],
                 "structure": structure_to_compact(structure),
                 "e_above_hull_ev": e_hull,
                 "sources": [source],
+                "band_gap_ev": None,
+                "charge_balanced": charge_balanced(structure.composition),
             }
     records = sorted(pool.values(), key=lambda r: r["material_id"])
-    meta = {"rows_per_table": counts, "excluded_dielectric_ids": len(exclude)}
+    for r in records:
+        gap = r["band_gap_ev"]
+        r["insulator_by_construction"] = bool(
+            any(s in INSULATOR_SOURCES for s in r["sources"]) or (gap is not None and gap > 0)
+        )
+    meta = {
+        "rows_per_table": counts,
+        "excluded_dielectric_ids": len(exclude),
+        "labelled_rows_per_table": labelled,
+        "metal_flags": {
+            "rule": "dtnn_jax.data.records.charge_balanced / likely_metal",
+            "insulator_sources": list(INSULATOR_SOURCES),
+            "electronegativity_margin": ELECTRONEGATIVITY_MARGIN,
+            "pymatgen_version": pymatgen.core.__version__,
+            "counts": pool_class_counts(records),
+        },
+    }
     return records, meta
+
+
+def pool_class_counts(records: list[dict]) -> dict[str, int]:
+    """How many pool records carry a gap, each flag, and how many are likely metals."""
+    gaps = [float("nan") if r["band_gap_ev"] is None else r["band_gap_ev"] for r in records]
+    return {
+        "records": len(records),
+        "band_gap_known": sum(math.isfinite(g) for g in gaps),
+        "insulator_by_construction": sum(r["insulator_by_construction"] for r in records),
+        "charge_balanced": sum(r["charge_balanced"] for r in records),
+        "insulator_by_construction_not_charge_balanced": sum(
+            r["insulator_by_construction"] and not r["charge_balanced"] for r in records
+        ),
+        "likely_metal": sum(
+            likely_metal(
+                r["formula"],
+                band_gap_ev=g,
+                insulator_by_construction=r["insulator_by_construction"],
+                balanced=r["charge_balanced"],
+            )
+            for r, g in zip(records, gaps, strict=True)
+        ),
+    }
+
+
+def compact_formula(record: dict) -> str:
+    """Reduced formula of a compact JSON record's structure."""
+    return Composition(dict(Counter(record["structure"]["species"]))).reduced_formula
 
 
 def write_json_gz(path: Path, payload: dict) -> None:
@@ -234,7 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     records, meta = build_dielectric(tables["dielectric_constant.csv"])
     print(f"parsed {len(records)} dielectric records in {time.perf_counter() - t0:.1f} s")
     pool, pool_meta = build_pool(tables, {r["material_id"] for r in records})
-    print(f"pool: {len(pool)} structures")
+    print(f"pool: {len(pool)} structures; {pool_meta['metal_flags']['counts']}")
+    # False-metal rate of the rule on known insulators (every Petousis gap is >= 0.11 eV).
+    unbalanced = [r["formula"] for r in records if not charge_balanced(compact_formula(r))]
+    pool_meta["metal_flags"]["petousis2017_charge_balanced"] = len(records) - len(unbalanced)
+    pool_meta["metal_flags"]["petousis2017_records"] = len(records)
+    print(f"petousis2017: {len(records) - len(unbalanced)} / {len(records)} charge-balanced")
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     common = {
@@ -275,7 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     frame = frame_check_targets(loaded, symprec=SYMPREC_ANGSTROM, tol=FRAME_CHECK_TOL)
     sizes = {f: (args.out_dir / f).stat().st_size for f in (PETOUSIS_FILE, POOL_FILE)}
     write_provenance(
-        args.out_dir / "PROVENANCE.md", shas, sdist_sha, meta, pool, frame, sizes, loaded
+        args.out_dir / "PROVENANCE.md",
+        shas,
+        sdist_sha,
+        meta,
+        pool,
+        frame,
+        sizes,
+        loaded,
+        pool_meta,
+        unbalanced,
     )
     for t, rep in frame.items():
         print(f"frame check {t}: {rep.summary()}")
@@ -288,7 +369,15 @@ def _anisotropy(tensor: np.ndarray) -> float:
     return float(np.ptp(eig) / np.mean(eig))
 
 
-def write_provenance(path, shas, sdist_sha, meta, pool, frame, sizes, records) -> None:
+def _wrap(text: str, indent: str) -> str:
+    return textwrap.fill(
+        text, width=92, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+    )
+
+
+def write_provenance(
+    path, shas, sdist_sha, meta, pool, frame, sizes, records, pool_meta, unbalanced
+) -> None:
     by_id = {r.material_id: r for r in records}
     el_dev = dict(
         zip(frame["electronic"].material_ids, frame["electronic"].deviations, strict=True)
@@ -316,6 +405,20 @@ def write_provenance(path, shas, sdist_sha, meta, pool, frame, sizes, records) -
     )
     n_el_fail = frame["electronic"].n_checked - frame["electronic"].n_pass
     sha_lines = "\n".join(f"| `{n}` | `{s}` |" for n, s in shas.items())
+    flags = pool_meta["metal_flags"]
+    counts = flags["counts"]
+    n_piezo_labelled = pool_meta["labelled_rows_per_table"]["piezoelectric_tensor.csv"]
+    n_pet, n_pet_cb = flags["petousis2017_records"], flags["petousis2017_charge_balanced"]
+    gaps = [r.band_gap_ev for r in records]
+    piezo_unbalanced = sorted(
+        r["formula"] for r in pool if r["insulator_by_construction"] and not r["charge_balanced"]
+    )
+    n_piezo = sum("piezoelectric_tensor" in r["sources"] for r in pool)
+    piezo_list = _wrap(", ".join(piezo_unbalanced), "  ")
+    petousis_list = _wrap(", ".join(sorted(set(unbalanced))), "")
+    n_ibc_only = counts["insulator_by_construction_not_charge_balanced"]
+    n_both = counts["insulator_by_construction"] - n_ibc_only
+    n_cb_only = counts["charge_balanced"] - n_both
     text = f"""# Provenance of the shipped data
 
 Built by `experiments/prepare_data.py` (format version {FORMAT_VERSION}).
@@ -388,6 +491,67 @@ ids. Structures from the pymatgen dict (`flla_2015`) or the `poscar` column (the
 - M. de Jong, W. Chen, H. Geerlings, M. Asta, K. A. Persson, "A database to enable
   discovery and design of piezoelectric materials", Sci. Data 2, 150053 (2015)
   (`piezoelectric_tensor`).
+
+### Band gaps and likely metals
+
+What the tables say about gaps or metallicity (every column inspected):
+
+- `flla_2015.csv`: `material_id`, `formula` (element counts), `e_above_hull`, `nsites`,
+  `structure` (pymatgen dict; site properties `forces`, `coordination_no`, `magmom`),
+  `formation_energy_per_atom`, `formation_energy`. No gap.
+- `elastic_tensor.csv`: `material_id`, `formula`, `nsites`, `space_group`, `volume`,
+  `structure` (CIF), `poscar`, `kpoint_density`, the Voigt/Reuss/VRH moduli,
+  `elastic_anisotropy`, `poisson_ratio`, `compliance_tensor`, `elastic_tensor`,
+  `elastic_tensor_original`. No gap.
+- `piezoelectric_tensor.csv`: `material_id`, `formula`, `nsites`, `space_group`,
+  `point_group`, `volume`, `structure` (CIF), `poscar`, `piezoelectric_tensor`, `eij_max`,
+  `v_max`, `meta` (the same fields again plus `kpoint_density`). No gap.
+- `dielectric_constant.csv` has `band_gap` ({min(gaps):.2f} to {max(gaps):.2f} eV over its
+  {n_pet:,} rows; its `meta` holds the DFPT INCAR), but its ids are the labelled set and
+  are excluded from the pool.
+
+So no shipped source gives a band gap for a pool entry: `band_gap_ev` is known for
+{counts["band_gap_known"]} of the {len(pool):,} records and null for the rest (the field is
+kept so that pools with gaps use the same record type). Each record carries two flags,
+computed once here:
+
+- `insulator_by_construction` ({counts["insulator_by_construction"]:,} records): in
+  `piezoelectric_tensor` ({n_piezo:,} records), or a band gap > 0. Assumption, not found in
+  the sdist (which has no selection notes): DFPT piezoelectric (and dielectric) tensors are
+  only defined for crystals with a gap, and the Materials Project ran them on non-metals.
+  The data do not fully bear this out: {len(piezo_unbalanced)} of these records fail the
+  charge-balance test below. Most are insulators the test misses (perchlorates and other
+  halogen oxyanions, half-Heusler semiconductors, N2, S, Te), but some look like
+  intermetallics (e.g. LiPd, DyCu5, TbInCu4, Be5Au, GaAg2, DyInAu, TmCuPb). All of them:
+{piezo_list}.
+  {n_piezo_labelled} more `piezoelectric_tensor` rows are in the labelled set (not in the pool),
+  all with a gap >= {min(gaps):.2f} eV there.
+- `charge_balanced` ({counts["charge_balanced"]:,} records):
+  `dtnn_jax.data.records.charge_balanced` of the composition (pymatgen
+  {flags["pymatgen_version"]}). The reduced formula must admit oxidation states from
+  pymatgen's ICSD lists (`Element.icsd_oxidation_states`, else `common_oxidation_states`)
+  that sum to zero, with the elements split into cations and anions such that every anion
+  is more electronegative than every cation by at least {flags["electronegativity_margin"]}
+  (Pauling). Single elements are never charge-balanced. Exact bitset search, no time
+  limit, so rebuilds are identical.
+
+Classes: both flags {n_both:,}; only `insulator_by_construction` {n_ibc_only:,}; only
+`charge_balanced` {n_cb_only:,}; neither {counts["likely_metal"]:,}: the likely metals
+(`records.likely_metal`, given no gaps).
+
+False-metal rate, measured on the {n_pet:,} Petousis 2017 crystals (all insulators, PBE gap
+>= {min(gaps):.2f} eV): {n_pet_cb:,} / {n_pet:,} ({n_pet_cb / n_pet:.1%}) are charge-balanced,
+so the rule would call {n_pet - n_pet_cb} ({(n_pet - n_pet_cb) / n_pet:.1%}) of known insulators
+likely metals. Their formulas:
+
+{petousis_list}.
+
+The misses are peroxides and superoxides,
+interhalogens and halogen oxyanions, Au compounds (no ICSD list for Au, Pauling 2.54),
+Pt/Pd/Ir/Ru/Os hydrides and pnictides (formal charges against the Pauling order),
+half-Heusler and Zintl antimonides/bismuthides, boron-rich borides, and a few tellurides
+within the margin. The other way round, the rule calls charge-balanced metals insulators:
+TiN, ZrN, NbC, TiO, NbO, RuO2, ReO3, SrVO3, NbSe2, Cu3Sb and the like (see the docstring).
 
 ## Rebuild
 

@@ -8,10 +8,13 @@ permittivity). Records are frozen; their tensors are read-only arrays.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import warnings
 from typing import Any
 
 import numpy as np
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Element, Lattice, Structure
 
 TARGETS: tuple[str, ...] = ("electronic", "ionic", "total")
 """Dielectric targets: electronic (eps_inf), ionic (lattice) and total = electronic + ionic."""
@@ -94,6 +97,16 @@ class DielectricRecord:
         return getattr(self, f"e_{name}", None) is not None
 
 
+INSULATOR_SOURCES: tuple[str, ...] = ("piezoelectric_tensor",)
+"""Shipped pool tables whose entries count as insulators by construction: DFPT piezoelectric
+tensors (de Jong et al., Sci. Data 2, 150053 (2015)) are only defined for crystals with a band
+gap. See ``dtnn_jax/data/PROVENANCE.md`` for the caveat (a few of them look metallic)."""
+
+ELECTRONEGATIVITY_MARGIN = 0.1
+"""Least Pauling electronegativity by which every anion must exceed every cation in
+:func:`charge_balanced`."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PoolRecord:
     """An unlabeled crystal for screening.
@@ -104,6 +117,12 @@ class PoolRecord:
         structure: the crystal.
         e_above_hull_ev: energy above the convex hull in eV/atom, NaN where unknown.
         sources: names of the source tables the structure appears in.
+        band_gap_ev: band gap in eV where a source gives it, else NaN (NaN for every entry of
+            the shipped pool: none of its source tables has a band gap).
+        charge_balanced: :func:`charge_balanced` of the composition; precomputed for the
+            shipped pool, None if not computed (``likely_metal`` then computes it).
+        insulator_by_construction: the entry comes from a table in ``INSULATOR_SOURCES`` or
+            has a band gap > 0.
     """
 
     material_id: str
@@ -111,6 +130,184 @@ class PoolRecord:
     structure: Structure
     e_above_hull_ev: float = float("nan")
     sources: tuple[str, ...] = ()
+    band_gap_ev: float = float("nan")
+    charge_balanced: bool | None = None
+    insulator_by_construction: bool = False
+
+    @property
+    def likely_metal(self) -> bool:
+        """:func:`likely_metal` from this record's gap, source flag and composition."""
+        return likely_metal(
+            self.structure.composition,
+            band_gap_ev=self.band_gap_ev,
+            insulator_by_construction=self.insulator_by_construction,
+            balanced=self.charge_balanced,
+        )
+
+
+def oxidation_states(symbol: str) -> tuple[int, ...]:
+    """Nonzero oxidation states :func:`charge_balanced` allows for an element.
+
+    pymatgen's ``Element.icsd_oxidation_states`` (states seen in the ICSD), or
+    ``Element.common_oxidation_states`` for elements without ICSD statistics (Au, Pt, Os,
+    Tc, noble gases, heavy actinides): the same lists as ``Composition.oxi_state_guesses``.
+    """
+    element = Element(symbol)
+    states = element.icsd_oxidation_states or element.common_oxidation_states
+    return tuple(sorted(int(s) for s in states if s != 0))
+
+
+def _pauling_hundredths(symbol: str) -> int | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen warns (and returns NaN) for He, Ne, Ar
+        x = Element(symbol).X
+    return None if math.isnan(x) else round(100 * x)
+
+
+def _net_charges(states: tuple[int, ...], count: int) -> tuple[int, int]:
+    """Net charges of ``count`` sites of one element, each site taking one of ``states``.
+
+    Returns two bitsets: bit ``k`` of the first is set if net charge ``+k`` (k > 0) is
+    reachable, bit ``k`` of the second if ``-k`` is.
+    """
+    low = min(states)
+    bits = 1  # bit j: net charge j + (number of sites so far) * low is reachable
+    for _ in range(count):
+        grown = 0
+        for s in states:
+            grown |= bits << (s - low)
+        bits = grown
+    offset = count * low  # net charge of bit 0
+    positive = negative = 0
+    j = 0
+    while bits:
+        if bits & 1:
+            net = j + offset
+            if net > 0:
+                positive |= 1 << net
+            elif net < 0:
+                negative |= 1 << -net
+        bits >>= 1
+        j += 1
+    return positive, negative
+
+
+def _minkowski(a: int, b: int) -> int:
+    """Bitset of sums x + y for x in bitset ``a`` and y in bitset ``b``."""
+    out, shift = 0, 0
+    while b:
+        if b & 1:
+            out |= a << shift
+        b >>= 1
+        shift += 1
+    return out
+
+
+@functools.lru_cache(maxsize=16384)
+def _balanced_reduced(amounts: tuple[tuple[str, int], ...], margin_hundredths: int) -> bool:
+    ranked = []  # (electronegativity, symbol, positive-net bitset, negative-net bitset)
+    for symbol, count in amounts:
+        x = _pauling_hundredths(symbol)
+        states = oxidation_states(symbol)
+        if x is None or not states:
+            return False
+        ranked.append((x, symbol, *_net_charges(states, count)))
+    ranked.sort()
+    for cut in range(1, len(ranked)):
+        cations, anions = ranked[:cut], ranked[cut:]
+        if anions[0][0] - cations[-1][0] < margin_hundredths:
+            continue
+        positive = functools.reduce(_minkowski, (c[2] for c in cations), 1)
+        negative = functools.reduce(_minkowski, (a[3] for a in anions), 1)
+        if positive & negative:
+            return True
+    return False
+
+
+def charge_balanced(composition: Composition | Structure | str) -> bool:
+    """Whether a formula admits an ionic, charge-balanced assignment of oxidation states.
+
+    The rule (a composition-only proxy for "has a band gap", used to flag likely metals
+    where no gap is known): the reduced formula has at least two elements, and its elements
+    split into cations (positive states) and anions (negative states) such that
+
+    * each site takes a state from :func:`oxidation_states` (pymatgen's ICSD lists, as in
+      ``Composition.oxi_state_guesses``); sites of one element may differ (mixed valence as
+      in Fe3O4, polyanions as in N3-, S3 2-), but the element's net charge has the sign of
+      its role (nonzero: unlike ``oxi_state_guesses``, no element is left neutral);
+    * the charges sum to zero over the reduced formula (the same unit as pymatgen's
+      ``oxi_state_guesses(max_sites=-1)``; a supercell would admit more mixed valence);
+    * every anion is more electronegative than every cation by at least
+      ``ELECTRONEGATIVITY_MARGIN`` (0.1) on the Pauling scale (SMACT's "Pauling test" with
+      a margin).
+
+    Elements (Sb, Ag, Co, also Si or Se) and intermetallics (CuSn, NiAl; SnSb, whose
+    Sn2+/Sb2- or Sn3+/Sb3- assignments fail the margin at 0.09) come out False; ordinary
+    oxides, halides, nitrides and chalcogenides come out True. The search is exact and
+    polynomial (bitsets of reachable charge sums), so it needs no time guard and gives the
+    same answer on every machine. Results are cached by reduced formula.
+
+    Known failure modes, measured in ``dtnn_jax/data/PROVENANCE.md``:
+
+    * charge-balanced metals, called True: transition-metal nitrides, carbides and
+      suboxides (TiN, ZrN, NbC, TiO, NbO), metallic oxides (RuO2, ReO3, CrO2, SrVO3,
+      LaNiO3), layered metallic dichalcogenides (NbSe2, TaS2), some pnictides (Cu3Sb, NiSb);
+    * insulators called False (101 of the 1,056 Petousis 2017 insulators, 9.6%): elemental
+      semiconductors; peroxides, polyhalides, halogen oxyanions (KClO4: Cl+7 is not an ICSD
+      state) and other polyanions; aurides and Au(I) salts (Au has only +3 listed);
+      half-Heusler and Zintl semiconductors (ScNiBi, LiMgBi); compounds whose formal charges
+      run against the Pauling order (Pt, Pd, Ir hydrides and pnictides such as Na2PtH6,
+      PtP2) or are within the margin (Bi2Te3, BiTeI).
+
+    The oxidation-state lists come from the installed pymatgen; the shipped pool's flags
+    were computed with the version named in its ``metal_flags`` metadata.
+
+    Args:
+        composition: a pymatgen ``Composition``, a ``Structure`` (its composition) or a
+            formula string.
+
+    Raises:
+        ValueError: if the reduced formula has non-integer amounts (partial occupancies).
+    """
+    if isinstance(composition, Structure):
+        composition = composition.composition
+    elif not isinstance(composition, Composition):
+        composition = Composition(composition)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen sorts by electronegativity: warns for He, Ne
+        reduced = composition.reduced_composition
+    amounts = []
+    for element, amount in sorted(reduced.get_el_amt_dict().items()):
+        if abs(amount - round(amount)) > 1e-6:
+            raise ValueError(f"{composition.formula}: charge balance needs integer amounts")
+        if round(amount) > 0:
+            amounts.append((element, round(amount)))
+    if len(amounts) < 2:
+        return False
+    return _balanced_reduced(tuple(amounts), round(100 * ELECTRONEGATIVITY_MARGIN))
+
+
+def likely_metal(
+    composition: Composition | Structure | str,
+    *,
+    band_gap_ev: float = float("nan"),
+    insulator_by_construction: bool = False,
+    balanced: bool | None = None,
+) -> bool:
+    """Whether a crystal should be treated as a (likely) metal, not ranked as a dielectric.
+
+    In order: a known band gap decides (metal iff ``band_gap_ev <= 0``); else an entry that
+    is an insulator by construction (see ``INSULATOR_SOURCES``) is not a metal; else it is a
+    likely metal iff its formula is not :func:`charge_balanced` (``balanced``, if given, is
+    used instead of recomputing it). See :func:`charge_balanced` for the failure modes.
+    """
+    if math.isfinite(band_gap_ev):
+        return band_gap_ev <= 0
+    if insulator_by_construction:
+        return False
+    if balanced is None:
+        balanced = charge_balanced(composition)
+    return not balanced
 
 
 def structure_to_compact(structure: Structure, decimals: int = 6) -> dict[str, Any]:

@@ -8,7 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dtnn_jax.data.records import DielectricRecord, PoolRecord, structure_from_compact
+from dtnn_jax.data.records import (
+    INSULATOR_SOURCES,
+    DielectricRecord,
+    PoolRecord,
+    structure_from_compact,
+)
 
 DATA_DIR = Path(__file__).parent
 FORMAT_VERSION = 1
@@ -49,21 +54,40 @@ def _petousis_cached(path: Path) -> tuple[DielectricRecord, ...]:
     )
 
 
+def _float_or_nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def pool_record_from_json(r: dict[str, Any]) -> PoolRecord:
+    """A `PoolRecord` from one record of ``screening_pool.json.gz``.
+
+    Files written before the metal flags existed (same format version, no ``band_gap_ev``,
+    ``charge_balanced`` or ``insulator_by_construction`` keys) still load: the gap is NaN,
+    ``charge_balanced`` None (computed on demand by ``PoolRecord.likely_metal``) and
+    ``insulator_by_construction`` is derived from the sources.
+    """
+    sources = tuple(r["sources"])
+    gap = _float_or_nan(r.get("band_gap_ev"))
+    by_construction = r.get("insulator_by_construction")
+    if by_construction is None:
+        by_construction = any(s in INSULATOR_SOURCES for s in sources) or gap > 0
+    balanced = r.get("charge_balanced")
+    return PoolRecord(
+        material_id=r["material_id"],
+        formula=r["formula"],
+        structure=structure_from_compact(r["structure"]),
+        e_above_hull_ev=_float_or_nan(r["e_above_hull_ev"]),
+        sources=sources,
+        band_gap_ev=gap,
+        charge_balanced=None if balanced is None else bool(balanced),
+        insulator_by_construction=bool(by_construction),
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def _pool_cached(path: Path) -> tuple[PoolRecord, ...]:
     payload = read_payload(path)
-    return tuple(
-        PoolRecord(
-            material_id=r["material_id"],
-            formula=r["formula"],
-            structure=structure_from_compact(r["structure"]),
-            e_above_hull_ev=float("nan")
-            if r["e_above_hull_ev"] is None
-            else float(r["e_above_hull_ev"]),
-            sources=tuple(r["sources"]),
-        )
-        for r in payload["records"]
-    )
+    return tuple(pool_record_from_json(r) for r in payload["records"])
 
 
 def load_petousis2017(path: str | Path | None = None) -> list[DielectricRecord]:
@@ -80,7 +104,11 @@ def load_petousis2017(path: str | Path | None = None) -> list[DielectricRecord]:
 
 
 def load_screening_pool(path: str | Path | None = None) -> list[PoolRecord]:
-    """About 4,000 unlabeled Materials Project structures for screening (cached).
+    """About 5,000 unlabeled Materials Project structures for screening (cached).
+
+    None has a known band gap; each carries the precomputed ``charge_balanced`` and
+    ``insulator_by_construction`` flags behind ``PoolRecord.likely_metal`` (see
+    ``dtnn_jax.data.records.charge_balanced`` and ``PROVENANCE.md``).
 
     Args:
         path: a file written by ``experiments/prepare_data.py``; default: the shipped one.
