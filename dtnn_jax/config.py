@@ -19,22 +19,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from dtnn_jax.constants import (
+    DEFAULT_ENCODER,
+    DEFAULT_ENCODER_LAYER,
+    OUTPUT_MAPS,
+    TARGET_SCALINGS,
+    TARGETS,
+)
 from dtnn_jax.graph.batching import BatchBudget
 from dtnn_jax.validation import check_at_least, check_positive
 
 Target = Literal["electronic", "ionic", "total"]
 TargetScaling = Literal["none", "standardize"]
 
-TARGETS: tuple[str, ...] = ("electronic", "ionic", "total")
-TARGET_SCALINGS: tuple[str, ...] = ("none", "standardize")
 OutputMap = Literal["affine", "matrix_exp"]
-OUTPUT_MAPS: tuple[str, ...] = ("affine", "matrix_exp")
-
-# The encoder and layer whose features feed the readout by default: chosen on validation
-# data (5 split seeds, all three targets; benchmarks/results/readout_variants.md and
-# layer_ablation.md).
-DEFAULT_ENCODER = "sevennet-0"
-DEFAULT_ENCODER_LAYER = 3
 
 
 def encoder_layer_irreps(layer: int, encoder: str = DEFAULT_ENCODER) -> str:

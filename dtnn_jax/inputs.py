@@ -11,13 +11,17 @@ training) goes through `prepare_inputs`, once per crystal. It
    `dtnn_jax.graph.MIN_INTERATOMIC_DISTANCE_ANGSTROM`) and atoms without a neighbour.
 
 Its result, a `CrystalInput`, holds the graph the encoder sees, or the reason there is none;
-a bad crystal never stops the others.
+a bad crystal never stops the others. A file holding several crystals (a multi-frame extxyz,
+a multi-block CIF, a JSON list) gives one `CrystalInput` per crystal, named ``path#k`` (the
+frame index) or ``path#block`` (the CIF block name). A structure that looks like a slab or a
+molecule in a box is predicted with a warning (`dtnn_jax.io.vacuum_warning`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,8 +30,16 @@ import jraph
 from ase import Atoms
 from pymatgen.core import Structure
 
+from dtnn_jax.errors import InputError
 from dtnn_jax.graph import GraphConstructionError, graph_from_structure
-from dtnn_jax.io import StructureInputError, as_structure, check_elements
+from dtnn_jax.io import (
+    StructureInputError,
+    as_structure,
+    check_elements,
+    read_structure_file,
+    vacuum_warning,
+    validate_structure,
+)
 
 # Suffixes stripped to turn a structure file name into an id ("mp-149.cif" -> "mp-149").
 STRUCTURE_SUFFIXES = (".json.gz", ".json", ".cif", ".vasp", ".poscar", ".extxyz", ".xyz")
@@ -61,6 +73,7 @@ class CrystalInput:
         structure: the validated Structure (None if it could not be read).
         graph: the single-crystal neighbour graph at the encoder's cutoff (None on error).
         error: None, or the reason the crystal cannot be used.
+        warning: None, or why the prediction may not mean what it seems (e.g. vacuum).
     """
 
     id: str
@@ -70,6 +83,7 @@ class CrystalInput:
     error: str | None = None
     aliases: tuple[str, ...] = ()
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -81,7 +95,9 @@ class CrystalInput:
         if self.info.get("formula"):
             return str(self.info["formula"])
         if self.structure is not None:
-            return self.structure.composition.reduced_formula
+            with warnings.catch_warnings():  # pymatgen warns about Pauling X of noble gases
+                warnings.simplefilter("ignore")
+                return self.structure.composition.reduced_formula
         return ""
 
     @property
@@ -101,12 +117,41 @@ def structure_id(path: str | os.PathLike) -> str:
     return name
 
 
-def structure_files(directory: str | os.PathLike) -> list[Path]:
-    """Regular, non-hidden files of ``directory`` in name order (each one crystal)."""
+def is_structure_file_name(name: str) -> bool:
+    """Whether a file name looks like a structure file: a known suffix, or POSCAR/CONTCAR."""
+    lower = name.lower()
+    return lower.endswith(STRUCTURE_SUFFIXES) or any(key in lower for key in ("poscar", "contcar"))
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectoryScan:
+    """What a directory of structure files holds.
+
+    Attributes:
+        files: the structure files, in name order.
+        skipped: other regular files (README.txt, a CSV, ...), not read.
+        subdirectories: directories inside it, not descended into.
+    """
+
+    files: list[Path]
+    skipped: list[Path]
+    subdirectories: list[Path]
+
+
+def scan_directory(directory: str | os.PathLike) -> DirectoryScan:
+    """Sorts a directory's visible entries into structure files, other files, directories."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise NotADirectoryError(f"{directory}: not a directory of structure files")
-    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+        raise InputError(f"{directory}: not a directory of structure files")
+    entries = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+    files = [p for p in entries if p.is_file() and is_structure_file_name(p.name)]
+    skipped = [p for p in entries if p.is_file() and not is_structure_file_name(p.name)]
+    return DirectoryScan(files, skipped, [p for p in entries if p.is_dir()])
+
+
+def structure_files(directory: str | os.PathLike) -> list[Path]:
+    """The structure files of ``directory`` in name order (see `scan_directory`)."""
+    return scan_directory(directory).files
 
 
 def _formula(obj) -> str:
@@ -124,7 +169,14 @@ def input_item(obj: Any, index: int) -> InputItem:
         path = Path(obj)
         return InputItem(obj, structure_id(path), str(obj), aliases=(path.name,))
     if hasattr(obj, "structure") and hasattr(obj, "material_id"):
-        known = ("formula", "band_gap_ev", "e_above_hull_ev", "sources")
+        known = (
+            "formula",
+            "band_gap_ev",
+            "e_above_hull_ev",
+            "sources",
+            "charge_balanced",
+            "insulator_by_construction",
+        )
         info = {k: getattr(obj, k) for k in known if hasattr(obj, k)}
         ident = str(obj.material_id)
         return InputItem(obj.structure, ident, ident, info=info)
@@ -159,20 +211,51 @@ def crystal_graph(
         raise StructureInputError(source, str(err)) from err
 
 
-def prepare_input(
-    item: InputItem, encoder, max_atoms: int | None = None, allow_isolated: bool = False
+def _crystal(
+    fields: dict, structure: Structure, encoder, max_atoms: int | None, allow_isolated: bool
 ) -> CrystalInput:
-    """Reads, validates and builds the graph of one input (never raises for bad input)."""
-    fields = {"id": item.id, "source": item.source, "aliases": item.aliases, "info": item.info}
+    """Validates one read structure and builds its graph."""
     try:
-        structure = as_structure(item.obj, max_atoms=max_atoms)
-    except StructureInputError as err:
-        return CrystalInput(**fields, error=err.reason)
-    try:
-        graph = crystal_graph(structure, encoder, item.source, allow_isolated)
+        validate_structure(structure, fields["source"], max_atoms=max_atoms)
+        graph = crystal_graph(structure, encoder, fields["source"], allow_isolated)
     except StructureInputError as err:
         return CrystalInput(**fields, structure=structure, error=err.reason)
-    return CrystalInput(**fields, structure=structure, graph=graph)
+    return CrystalInput(
+        **fields, structure=structure, graph=graph, warning=vacuum_warning(structure)
+    )
+
+
+def prepare_input(
+    item: InputItem, encoder, max_atoms: int | None = None, allow_isolated: bool = False
+) -> list[CrystalInput]:
+    """Reads, validates and builds the graph of one input: one result per crystal it holds.
+
+    Never raises for bad input: a problem becomes the `CrystalInput.error` of the crystal (or
+    of the whole file) it concerns.
+    """
+    fields = {"id": item.id, "source": item.source, "aliases": item.aliases, "info": item.info}
+    if not isinstance(item.obj, str | os.PathLike):
+        try:
+            structure = as_structure(item.obj, max_atoms=max_atoms)
+        except StructureInputError as err:
+            return [CrystalInput(**fields, error=err.reason)]
+        return [_crystal(fields, structure, encoder, max_atoms, allow_isolated)]
+    try:
+        entries = read_structure_file(item.obj)
+    except StructureInputError as err:
+        return [CrystalInput(**fields, error=err.reason)]
+    out = []
+    for label, entry in entries:
+        named = fields
+        if label is not None:  # one of several crystals in the file
+            aliases = tuple(f"{a}#{label}" for a in item.aliases)
+            named = {**fields, "id": f"{item.id}#{label}", "source": f"{item.source}#{label}"}
+            named["aliases"] = aliases
+        if isinstance(entry, str):
+            out.append(CrystalInput(**named, error=entry))
+        else:
+            out.append(_crystal(named, entry, encoder, max_atoms, allow_isolated))
+    return out
 
 
 def prepare_inputs(
@@ -191,7 +274,7 @@ def prepare_inputs(
         allow_isolated: keep atoms without neighbours as nodes without edges.
     """
     for item in input_items(objs):
-        yield prepare_input(item, encoder, max_atoms, allow_isolated)
+        yield from prepare_input(item, encoder, max_atoms, allow_isolated)
 
 
 def graphs_or_raise(objs: Any, encoder) -> list[jraph.GraphsTuple]:

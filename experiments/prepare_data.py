@@ -257,12 +257,7 @@ def pool_class_counts(records: list[dict]) -> dict[str, int]:
             r["insulator_by_construction"] and not r["charge_balanced"] for r in records
         ),
         "likely_metal": sum(
-            likely_metal(
-                r["formula"],
-                band_gap_ev=g,
-                insulator_by_construction=r["insulator_by_construction"],
-                balanced=r["charge_balanced"],
-            )
+            likely_metal(r["formula"], band_gap_ev=g, balanced=r["charge_balanced"])
             for r, g in zip(records, gaps, strict=True)
         ),
     }
@@ -419,6 +414,7 @@ def write_provenance(
     n_ibc_only = counts["insulator_by_construction_not_charge_balanced"]
     n_both = counts["insulator_by_construction"] - n_ibc_only
     n_cb_only = counts["charge_balanced"] - n_both
+    n_neither = counts["records"] - n_both - n_ibc_only - n_cb_only
     text = f"""# Provenance of the shipped data
 
 Built by `experiments/prepare_data.py` (format version {FORMAT_VERSION}).
@@ -536,8 +532,10 @@ computed once here:
   limit, so rebuilds are identical.
 
 Classes: both flags {n_both:,}; only `insulator_by_construction` {n_ibc_only:,}; only
-`charge_balanced` {n_cb_only:,}; neither {counts["likely_metal"]:,}: the likely metals
-(`records.likely_metal`, given no gaps).
+`charge_balanced` {n_cb_only:,}; neither {n_neither:,}. Likely metals
+(`records.likely_metal`, given no gaps: not charge-balanced, or `records.intermetallic_like`,
+i.e. without an N/O/F/Cl/Br/I/S/Se/Te/H anion but with a group 3-10 or f-block metal; the
+piezoelectric subset does not override it, see above): {counts["likely_metal"]:,} records.
 
 False-metal rate, measured on the {n_pet:,} Petousis 2017 crystals (all insulators, PBE gap
 >= {min(gaps):.2f} eV): {n_pet_cb:,} / {n_pet:,} ({n_pet_cb / n_pet:.1%}) are charge-balanced,

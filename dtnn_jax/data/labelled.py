@@ -40,6 +40,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from dtnn_jax.data.records import SYMPREC_ANGSTROM, TARGETS, DielectricRecord, symmetry_of
+from dtnn_jax.errors import InputError
 
 ASYMMETRY_TOL = 0.05
 """A tensor is accepted if max|T - T^T| <= ASYMMETRY_TOL * max(1, max|T|).
@@ -55,7 +56,7 @@ _ID_KEYS = ("material_id", "id")
 _GAP_KEYS = ("band_gap_ev", "band_gap")
 
 
-class DataValidationError(ValueError):
+class DataValidationError(InputError):
     """Raised when labelled data fail validation; ``problems`` lists every failure.
 
     Attributes:

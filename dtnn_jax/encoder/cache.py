@@ -19,12 +19,9 @@ from pathlib import Path
 import numpy as np
 from pymatgen.core import Structure
 
+from dtnn_jax.runtime import default_cache_dir
+
 CACHE_FORMAT_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    """``$DTNN_JAX_CACHE`` or ``~/.cache/dtnn_jax``."""
-    return Path(os.environ.get("DTNN_JAX_CACHE", Path.home() / ".cache" / "dtnn_jax"))
 
 
 def structures_digest(structures: Sequence[Structure]) -> str:

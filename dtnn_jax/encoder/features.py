@@ -116,7 +116,8 @@ def featurize(
         encoder: registry name or encoder (default "sevennet-0").
 
     Returns:
-        One float32 array [n_atoms_i, D] per crystal, in input order.
+        One float32 array [n_atoms_i, D] per crystal, in input order (a file holding
+        several crystals gives one array per crystal, in file order).
 
     Raises:
         StructureInputError: naming the first input that cannot be used.

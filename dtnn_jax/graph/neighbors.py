@@ -21,6 +21,8 @@ import jraph
 import numpy as np
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
+from dtnn_jax.errors import InputError
+
 # Two atoms (periodic images included) closer than this are overlapping, an input error: no
 # relaxed crystal has such a bond (the shortest, H-H in H2, is 0.74 A), so this catches
 # duplicated sites and unit mix-ups (bohr or fractional coordinates read as angstrom) before
@@ -29,7 +31,7 @@ from pymatgen.optimization.neighbors import find_points_in_spheres
 MIN_INTERATOMIC_DISTANCE_ANGSTROM = 0.5
 
 
-class GraphConstructionError(ValueError):
+class GraphConstructionError(InputError):
     """A structure cannot be turned into a neighbour graph (the message says why)."""
 
 

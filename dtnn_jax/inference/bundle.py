@@ -14,6 +14,7 @@ bundle records their sha256 and refuses to load against other weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -24,6 +25,7 @@ import numpy as np
 from flax import traverse_util
 
 from dtnn_jax.config import TARGETS, ExperimentConfig
+from dtnn_jax.errors import InputError
 from dtnn_jax.models.scaling import TargetScaler
 
 BUNDLE_FORMAT = "dtnn_jax.bundle"
@@ -32,7 +34,7 @@ PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 DEFAULT_MODEL = "dtnn-sevennet0-petousis2017"
 
 
-class BundleError(ValueError):
+class BundleError(InputError):
     """A model bundle is missing, corrupt or incompatible (the message says which)."""
 
 
@@ -77,11 +79,16 @@ class ModelBundle:
 
 
 def save_bundle(bundle: ModelBundle, path: str | os.PathLike) -> Path:
-    """Writes ``bundle`` to directory ``path`` atomically (a temp dir renamed into place)."""
+    """Writes ``bundle`` into directory ``path`` (``bundle.json`` + ``params.npz``).
+
+    Raises:
+        BundleError: the bundle has no encoder identity (``metadata["encoder_sha256"]``).
+    """
     from dtnn_jax import __version__
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not bundle.metadata.get("encoder_sha256"):
+        raise BundleError("a bundle needs metadata['encoder_sha256'] (the encoder's identity)")
     arrays: dict[str, np.ndarray] = {}
     targets_meta = {}
     for target, model in bundle.targets.items():
@@ -102,18 +109,16 @@ def save_bundle(bundle: ModelBundle, path: str | os.PathLike) -> Path:
         **bundle.metadata,
         "targets": targets_meta,
     }
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=path.parent))
-    np.savez_compressed(tmp / "params.npz", **arrays)
-    (tmp / "bundle.json").write_text(json.dumps(meta, indent=1, sort_keys=False) + "\n")
-    if path.exists():
-        backup = path.with_name(path.name + ".old")
-        os.replace(path, backup)
-        os.replace(tmp, path)
-        for f in backup.iterdir():
-            f.unlink()
-        backup.rmdir()
-    else:
-        os.replace(tmp, path)
+    # Each file is written to a temporary name and renamed into place, parameters first:
+    # a crash never leaves a half-written file, and the directory may hold other things (a
+    # training run directory keeps its checkpoints and metrics beside its bundle).
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".params-", suffix=".npz", delete=False) as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(f.name, path / "params.npz")
+    tmp = path / ".bundle.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, path / "bundle.json")
     return path
 
 
@@ -169,42 +174,121 @@ def load_bundle(name_or_path: str | os.PathLike | None = None) -> ModelBundle:
             arrays = {k: f[k] for k in f.files}
     except Exception as err:  # zip/pickle/IO errors all mean the same to the user
         raise BundleError(f"{params_path}: cannot read parameters ({err})") from err
+    problems = _schema_problems(meta)
+    if problems:
+        raise BundleError(_listing(meta_path, problems))
     targets = {}
-    for target, tmeta in meta.get("targets", {}).items():
-        if target not in TARGETS:
-            raise BundleError(f"{meta_path}: unknown target {target!r}")
-        config = ExperimentConfig.from_dict(tmeta["config"])
+    for target, tmeta in meta["targets"].items():
+        try:
+            config = ExperimentConfig.from_dict(tmeta["config"])
+        except (TypeError, ValueError, KeyError) as err:
+            problems.append(f"targets.{target}.config: {err}")
+            continue
         members = []
         for m, mmeta in enumerate(tmeta["members"]):
             prefix = f"{target}/{m}/"
             flat = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-            if not flat:
-                raise BundleError(f"{params_path}: no parameters for {target} member {m}")
-            params = traverse_util.unflatten_dict(flat, sep="/")
+            problems += _param_problems(flat, config, f"{target} member {m}")
+            try:
+                scaler = TargetScaler.from_dict(mmeta["scaler"], config.readout.output_map)
+            except (TypeError, ValueError, KeyError) as err:
+                problems.append(f"targets.{target}.members[{m}].scaler: {err}")
+                continue
             members.append(
                 Member(
-                    params=params,
-                    scaler=TargetScaler.from_dict(mmeta["scaler"], config.readout.output_map),
+                    params=traverse_util.unflatten_dict(flat, sep="/"),
+                    scaler=scaler,
                     seed=int(mmeta.get("seed", m)),
                     metrics=mmeta.get("metrics", {}),
                 )
             )
         targets[target] = TargetModel(config=config, members=tuple(members))
-    if not targets:
-        raise BundleError(f"{meta_path}: the bundle holds no trained target")
+    if problems:
+        raise BundleError(_listing(params_path.parent, problems))
     for model in targets.values():
         _check_encoder(meta, path, model.config.encoder)
     metadata = {k: v for k, v in meta.items() if k not in ("targets",)}
     return ModelBundle(name=meta.get("name", path.name), targets=targets, metadata=metadata)
 
 
+def _listing(where: Path, problems: list[str]) -> str:
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return f"{where}: not a usable bundle ({len(problems)} problem(s)):\n{lines}"
+
+
+def _schema_problems(meta: dict) -> list[str]:
+    """What ``bundle.json`` lacks or has wrong, one line each (empty when it is fine)."""
+    problems = []
+    if not meta.get("encoder_sha256"):
+        problems.append(
+            "encoder_sha256: missing; without the encoder's identity the readouts could be "
+            "applied to features they were not trained on (re-export the bundle)"
+        )
+    targets = meta.get("targets")
+    if not isinstance(targets, dict) or not targets:
+        return [*problems, "targets: missing or empty (the bundle holds no trained target)"]
+    for target, tmeta in targets.items():
+        if target not in TARGETS:
+            problems.append(f"targets.{target}: unknown target (use one of {TARGETS})")
+            continue
+        if not isinstance(tmeta, dict):
+            problems.append(f"targets.{target}: expected an object")
+            continue
+        if not isinstance(tmeta.get("config"), dict):
+            problems.append(f"targets.{target}.config: missing")
+        members = tmeta.get("members")
+        if not isinstance(members, list) or not members:
+            problems.append(f"targets.{target}.members: missing or empty")
+            continue
+        for m, mmeta in enumerate(members):
+            if not isinstance(mmeta, dict) or not isinstance(mmeta.get("scaler"), dict):
+                problems.append(f"targets.{target}.members[{m}].scaler: missing")
+    return problems
+
+
+def _param_problems(flat: dict[str, np.ndarray], config: ExperimentConfig, name: str) -> list[str]:
+    """Missing, unexpected or misshapen arrays of one member, against its readout's shapes."""
+    if not flat:
+        return [f"params.npz: no parameters for {name}"]
+    expected = _expected_shapes(config.readout)
+    problems = [f"params.npz: {name}: missing array {k}" for k in sorted(set(expected) - set(flat))]
+    problems += [
+        f"params.npz: {name}: unexpected array {k}" for k in sorted(set(flat) - set(expected))
+    ]
+    for key in sorted(set(flat) & set(expected)):
+        if tuple(flat[key].shape) != expected[key]:
+            problems.append(
+                f"params.npz: {name}: {key} has shape {tuple(flat[key].shape)}, the readout "
+                f"config needs {expected[key]}"
+            )
+    return problems
+
+
+@functools.cache
+def _expected_shapes(readout) -> dict[str, tuple[int, ...]]:
+    """Flattened parameter names and shapes of a DTNN readout (no compute: eval_shape)."""
+    import jax
+
+    from dtnn_jax.graph import pad_to_bucket
+    from dtnn_jax.graph.batching import BatchBudget
+    from dtnn_jax.models.readout import DTNN
+    from dtnn_jax.training.synthetic import synthetic_graphs
+
+    graphs = synthetic_graphs(1, readout.input_irreps, n_radial=readout.n_radial, seed=0)
+    batch = pad_to_bucket(graphs, BatchBudget(max_graphs=1))
+    shapes = jax.eval_shape(DTNN(readout).init, jax.random.key(0), batch)
+    flat = traverse_util.flatten_dict(shapes, sep="/")
+    return {k: tuple(v.shape) for k, v in flat.items()}
+
+
 def _check_encoder(meta: dict, path: Path, encoder_name: str) -> None:
-    expected = meta.get("encoder_sha256")
-    if not expected:
-        return
+    expected = meta["encoder_sha256"]
     from dtnn_jax.encoder import get_encoder
 
-    encoder = get_encoder(encoder_name)
+    try:
+        encoder = get_encoder(encoder_name)
+    except ValueError as err:
+        raise BundleError(f"{path}: {err}") from err
     if encoder.weights_sha256 != expected:
         raise BundleError(
             f"{path}: trained on encoder weights {expected[:12]}..., but the installed "

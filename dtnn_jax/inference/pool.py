@@ -14,10 +14,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from dtnn_jax.errors import InputError
 from dtnn_jax.inputs import InputItem, input_item, structure_files
 
 
-class BandGapFileError(ValueError):
+class BandGapFileError(InputError):
     """A band-gap CSV is unusable; the message names the file, the line and the problem."""
 
 
@@ -32,35 +33,38 @@ def read_band_gaps(path: str | os.PathLike) -> dict[str, float]:
     if not path.is_file():
         raise BandGapFileError(f"{path}: band-gap file not found")
     gaps: dict[str, float] = {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in ("id", "band_gap_ev") if c not in columns]
-        if missing:
-            raise BandGapFileError(
-                f"{path}: missing column(s) {', '.join(missing)}; expected a header with "
-                f"'id' and 'band_gap_ev', got {columns or 'no header'}"
-            )
-        reader.fieldnames = columns
-        for line, row in enumerate(reader, start=2):
-            ident = (row.get("id") or "").strip()
-            raw = (row.get("band_gap_ev") or "").strip()
-            if not ident:
-                raise BandGapFileError(f"{path}, line {line}: empty id")
-            try:
-                gap = float(raw)
-            except ValueError:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets write a BOM
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            missing = [c for c in ("id", "band_gap_ev") if c not in columns]
+            if missing:
                 raise BandGapFileError(
-                    f"{path}, line {line} ({ident}): band_gap_ev {raw!r} is not a number"
-                ) from None
-            if not math.isfinite(gap) or gap < 0:
-                raise BandGapFileError(
-                    f"{path}, line {line} ({ident}): band_gap_ev must be a finite number >= 0 "
-                    f"(eV), got {raw}"
+                    f"{path}: missing column(s) {', '.join(missing)}; expected a header with "
+                    f"'id' and 'band_gap_ev', got {columns or 'no header'}"
                 )
-            if ident in gaps:
-                raise BandGapFileError(f"{path}, line {line}: duplicate id {ident!r}")
-            gaps[ident] = gap
+            reader.fieldnames = columns
+            for line, row in enumerate(reader, start=2):
+                ident = (row.get("id") or "").strip()
+                raw = (row.get("band_gap_ev") or "").strip()
+                if not ident:
+                    raise BandGapFileError(f"{path}, line {line}: empty id")
+                try:
+                    gap = float(raw)
+                except ValueError:
+                    raise BandGapFileError(
+                        f"{path}, line {line} ({ident}): band_gap_ev {raw!r} is not a number"
+                    ) from None
+                if not math.isfinite(gap) or gap < 0:
+                    raise BandGapFileError(
+                        f"{path}, line {line} ({ident}): band_gap_ev must be a finite number >= 0 "
+                        f"(eV), got {raw}"
+                    )
+                if ident in gaps:
+                    raise BandGapFileError(f"{path}, line {line}: duplicate id {ident!r}")
+                gaps[ident] = gap
+    except UnicodeDecodeError as err:
+        raise BandGapFileError(f"{path}: not a text (UTF-8) CSV file ({err.reason})") from None
     if not gaps:
         raise BandGapFileError(f"{path}: no band gaps (the table is empty)")
     return gaps

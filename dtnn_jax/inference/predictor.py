@@ -55,7 +55,9 @@ class Prediction:
         eps_poly_std: target -> [n] ensemble standard deviation of eps_poly = tr/3.
         errors: [n] None, or the reason the input could not be predicted.
         sources: [n] a name for each crystal (file path or ``#index (formula)``).
-        ids: [n] the row id of each crystal (file stem, material id or ``#index``).
+        ids: [n] the row id of each crystal (file stem, ``file#k``, material id or
+            ``#index``).
+        warnings: [n] None, or why a prediction may not mean what it seems (e.g. a slab).
     """
 
     mean: dict[str, np.ndarray]
@@ -64,6 +66,7 @@ class Prediction:
     errors: list[str | None]
     sources: list[str]
     ids: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str | None] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> np.ndarray:
@@ -92,11 +95,14 @@ class DielectricModel:
         self.bundle = bundle
         self.encoder = encoder or get_encoder(names.pop())
         self.targets = tuple(t for t in TARGETS if t in bundle.targets)
-        # Stack members along a leading axis: one vmapped readout call per target.
-        self._stacked = {
-            t: jax.tree.map(lambda *xs: jnp.stack(xs), *[m.params for m in tm.members])
-            for t, tm in bundle.targets.items()
-        }
+        # Stack members along a leading axis: one vmapped readout call per target. Stacked on
+        # the host and sent once (jnp.stack per leaf would compile an op per leaf shape).
+        self._stacked = jax.device_put(
+            {
+                t: jax.tree.map(lambda *xs: np.stack(xs), *[m.params for m in tm.members])
+                for t, tm in bundle.targets.items()
+            }
+        )
         self._scalers = {
             t: TargetScaler.stack([m.scaler for m in tm.members])
             for t, tm in bundle.targets.items()
@@ -191,6 +197,7 @@ class DielectricModel:
             errors=[c.error for c in crystals],
             sources=[c.source for c in crystals],
             ids=[c.id for c in crystals],
+            warnings=[c.warning for c in crystals],
         )
 
     def predict_detailed(
@@ -203,7 +210,8 @@ class DielectricModel:
         """All targets with ensemble mean and std; bad inputs get NaN rows and a reason.
 
         Args:
-            structures: pymatgen Structures, ASE Atoms or structure file paths.
+            structures: pymatgen Structures, ASE Atoms or structure file paths (a file with
+                several crystals gives a row per crystal, see `Prediction.ids`).
             budget: padded-batch limits (default: the encoder's).
             progress: show a progress bar.
             inversion_average: average each member's tensor over the crystal and its
@@ -226,6 +234,9 @@ class DielectricModel:
         if errors not in ("raise", "nan"):
             raise ValueError(f"errors must be 'raise' or 'nan', got {errors!r}")
         result = self.predict_detailed(structures, inversion_average=inversion_average)
+        for source, warning in zip(result.sources, result.warnings, strict=True):
+            if warning:
+                warnings.warn(f"{source}: {warning}", stacklevel=2)
         failed = [(s, e) for s, e in zip(result.sources, result.errors, strict=True) if e]
         if failed:
             lines = "; ".join(f"{s}: {e}" for s, e in failed)
@@ -260,7 +271,14 @@ def _load_cached(name: str | None) -> DielectricModel:
 
 
 def load_model(name_or_path: str | os.PathLike | None = None) -> DielectricModel:
-    """Loads a model bundle: the shipped default, another shipped name, or a directory."""
+    """Loads a model bundle: the shipped default, another shipped name, or a directory.
+
+    Also turns on JAX's persistent compilation cache (`dtnn_jax.runtime`), so a second
+    process predicting with the same model does not compile again.
+    """
+    from dtnn_jax.runtime import enable_compilation_cache
+
+    enable_compilation_cache()
     if name_or_path is None or not Path(name_or_path).is_dir():
         return _load_cached(None if name_or_path is None else str(name_or_path))
     return DielectricModel(load_bundle(name_or_path))
@@ -289,7 +307,10 @@ def predict(
             mirror image may otherwise get different tensors); twice the cost.
 
     Returns:
-        np.ndarray [n, 3, 3] (or a dict of them; with ``return_std`` a (mean, std) pair).
+        np.ndarray [n, 3, 3] (or a dict of them; with ``return_std`` a (mean, std) pair),
+        one row per crystal: a file holding several crystals (multi-frame extxyz,
+        multi-block CIF) gives one row per crystal, in file order
+        (`DielectricModel.predict_detailed` names them ``path#k``).
     """
     if not isinstance(model, DielectricModel):
         model = load_model(model)

@@ -57,6 +57,7 @@ class CrystalPrediction:
         refractive_index: sqrt(eps_poly) of the electronic tensor (NaN if not predicted).
         aliases: other names a side table may use for it (e.g. its file name).
         info: what the input already knew (band gap, e_above_hull, sources, ...).
+        warning: None, or why the prediction may not mean what it seems (e.g. a slab).
     """
 
     id: str
@@ -68,6 +69,7 @@ class CrystalPrediction:
     refractive_index: float = float("nan")
     aliases: tuple[str, ...] = ()
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -81,6 +83,7 @@ class CrystalPrediction:
             "id": self.id,
             "formula": self.formula or None,
             "error": self.error,
+            "warning": self.warning,
             "refractive_index": _finite_or_none(self.refractive_index),
             "targets": {
                 t: {
@@ -130,6 +133,7 @@ def _records(model, crystals: list[CrystalInput], prediction) -> list[CrystalPre
                 refractive_index=float(n) if error is None else float("nan"),
                 aliases=crystal.aliases,
                 info=crystal.info,
+                warning=crystal.warning,
             )
         )
     return out
@@ -141,6 +145,8 @@ def predict_crystals(
     chunk_size: int = DEFAULT_CHUNK,
     inversion_average: bool = False,
     budget=None,
+    max_atoms: int | None = None,
+    allow_isolated: bool = False,
 ) -> Iterator[CrystalPrediction]:
     """Streams a `CrystalPrediction` per crystal of ``inputs``, in input order.
 
@@ -151,10 +157,11 @@ def predict_crystals(
         chunk_size: crystals per model call (bounds memory).
         inversion_average: see `DielectricModel.predict_detailed`.
         budget: padded-batch limits (default: the encoder's).
+        max_atoms, allow_isolated: options of the input pass (`dtnn_jax.inputs`).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    crystals = prepare_inputs(inputs, model.encoder)
+    crystals = prepare_inputs(inputs, model.encoder, max_atoms, allow_isolated)
     while chunk := list(itertools.islice(crystals, chunk_size)):
         prediction = model.predict_inputs(chunk, budget, inversion_average=inversion_average)
         yield from _records(model, chunk, prediction)

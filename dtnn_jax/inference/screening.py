@@ -9,11 +9,28 @@ dielectrics; a second screen ranks by the anisotropy ratio lambda_max / lambda_m
 (`dtnn_jax.inference.records.predict_crystals`), so only one chunk of structures and graphs
 is alive at a time, ranks it and writes the ranked CSV, ``summary.json`` and the plots of
 `dtnn_jax.inference.screening_report` under ``out_dir``.
+
+Metals are not dielectrics: a metal has no band gap and no static dielectric tensor, while
+a readout trained on insulators still predicts one (large, since metallic screening looks
+like a soft insulator to it), so a screen without band gaps would put elemental metals and
+intermetallics on top. Unless ``rank_metals=True``, crystals that are likely metals are
+therefore *not ranked* (kept in the CSV with the reason in its ``excluded`` column, and
+counted in the summary), by the rule of `dtnn_jax.data.records.likely_metal`: a known band
+gap decides (from the band-gap table or the pool's records; <= 0 eV is a metal); else a
+formula with no charge-balanced ionic assignment of oxidation states (elements,
+intermetallics), or a balanced one without an ordinary anion but with an open-shell metal
+(HfSi, Ti2C, ZrSb), is a likely metal. The rule is a composition heuristic: on the 1,056
+DFPT insulators of the shipped training set it calls 11.0% likely metals (peroxides,
+polyhalides, half-Heuslers, ...) and it misses charge-balanced metals and semimetals (TiN,
+NbN, RuO2, HgTe, ...), so give band gaps whenever they are known. Excluding rather than
+ranking is the cautious choice: an excluded insulator is still listed with its tensor, while
+a ranked metal would sit at the top of the candidates.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from dtnn_jax.errors import InputError
 from dtnn_jax.inference import screening_report as report
 from dtnn_jax.inference.pool import BandGapFileError, pool_items
 from dtnn_jax.inference.records import DEFAULT_CHUNK, CrystalPrediction, predict_crystals
@@ -29,6 +47,7 @@ from dtnn_jax.metrics import rank_order
 
 def screening_row(record: CrystalPrediction) -> dict[str, Any]:
     """One flat row (scalars only) of the ranked table for a predicted crystal."""
+    info = record.info
     row: dict[str, Any] = {
         "id": record.id,
         "source": record.source,
@@ -36,6 +55,9 @@ def screening_row(record: CrystalPrediction) -> dict[str, Any]:
         "elements": record.elements,
         "aliases": record.aliases,
         "error": record.error,
+        "warning": record.warning,
+        "e_above_hull_ev": float(info.get("e_above_hull_ev", float("nan"))),
+        "sources": " ".join(info.get("sources", ())),
     }
     for t, p in record.targets.items():
         row[f"eps_poly_{t}"] = p.eps_poly
@@ -56,6 +78,9 @@ def screen(
     chunk_size: int = DEFAULT_CHUNK,
     progress: bool = False,
     budget=None,
+    rank_metals: bool = False,
+    max_atoms: int | None = None,
+    allow_isolated: bool = False,
 ) -> dict:
     """Predicts a pool in chunks, ranks it and writes the ranked CSV, plots and summaries.
 
@@ -70,6 +95,8 @@ def screen(
         chunk_size: crystals predicted per model call (bounds memory).
         progress: show a progress bar.
         budget: optional `BatchBudget` for the model.
+        rank_metals: also rank crystals that are likely metals (see the module docstring).
+        max_atoms, allow_isolated: options of the input pass (`dtnn_jax.inputs`).
 
     Returns:
         The summary dict also written to ``summary.json``.
@@ -93,22 +120,29 @@ def screen(
             raise _no_match_error(items[0].id, band_gaps)
     rows: list[dict] = []
     with tqdm(total=size, disable=not progress, desc="screen", unit="crystal") as bar:
-        for record in predict_crystals(model, items, chunk_size, budget=budget):
-            rows.append(screening_row(record))
+        records = predict_crystals(
+            model,
+            items,
+            chunk_size,
+            budget=budget,
+            max_atoms=max_atoms,
+            allow_isolated=allow_isolated,
+        )
+        for record in records:
+            row = screening_row(record)
+            row["band_gap_ev"] = _known_gap(record, band_gaps)
+            row["likely_metal"], reason = metal_verdict(record, row["band_gap_ev"])
+            excluded = row["likely_metal"] and not rank_metals
+            row["excluded"] = f"likely metal: {reason}" if excluded else None
+            rows.append(row)
             bar.update(1)
     if not rows:
-        raise ValueError(f"the pool {pool!s:.200} holds no structures")
-
-    matched = 0
+        raise InputError(f"the pool {pool!s:.200} holds no structures")
+    matched = sum(
+        1 for r in rows if band_gaps and any(n in band_gaps for n in (r["id"], *r["aliases"]))
+    )
     for row in rows:
-        gap = float("nan")
-        if band_gaps is not None:
-            for name in (row["id"], *row["aliases"]):
-                if name in band_gaps:
-                    gap = float(band_gaps[name])
-                    matched += 1
-                    break
-        row["band_gap_ev"] = gap
+        gap = row["band_gap_ev"]
         poly = row.get(f"eps_poly_{target}", float("nan"))
         row["fom"] = gap * poly if row["error"] is None else float("nan")
         row["fom_std"] = gap * row.get(f"eps_poly_{target}_std", float("nan"))
@@ -116,23 +150,25 @@ def screen(
         raise _no_match_error(rows[0]["id"], band_gaps)
 
     ok = np.array([r["error"] is None for r in rows])
+    ranked_ok = ok & np.array([r["excluded"] is None for r in rows])
     poly = np.array([r.get(f"eps_poly_{target}", np.nan) for r in rows])
     aniso = np.array([r.get(f"anisotropy_{target}", np.nan) for r in rows])
     fom = np.array([r["fom"] for r in rows])
-    use_fom = band_gaps is not None
-    primary = np.where(ok, fom if use_fom else poly, np.nan)
+    use_fom = band_gaps is not None or bool(np.isfinite([r["band_gap_ev"] for r in rows]).any())
+    primary = np.where(ranked_ok, fom if use_fom else poly, np.nan)
     order = rank_order(primary)
-    aniso_order = rank_order(np.where(ok, aniso, np.nan))
+    aniso_order = rank_order(np.where(ranked_ok, aniso, np.nan))
     aniso_rank = np.empty(len(rows), int)
     aniso_rank[aniso_order] = np.arange(1, len(rows) + 1)
     for position, i in enumerate(order, start=1):
         rows[i]["rank"] = position if np.isfinite(primary[i]) else None
-        rows[i]["rank_anisotropy"] = int(aniso_rank[i]) if np.isfinite(aniso[i]) else None
+        finite = np.isfinite(aniso[i]) and ranked_ok[i]
+        rows[i]["rank_anisotropy"] = int(aniso_rank[i]) if finite else None
     ranked = [rows[i] for i in order]
     report.write_ranked_csv(ranked, model.targets, out_dir / "ranked.csv")
 
-    ranked_ok = [r for r in ranked if r["rank"] is not None]
-    top = ranked_ok[:top_k]
+    ranked_ok_rows = [r for r in ranked if r["rank"] is not None]
+    top = ranked_ok_rows[:top_k]
     pool_ok = [r for r in rows if r["error"] is None]
     frequency = report.element_frequency(top, pool_ok)
     (out_dir / "element_frequency.json").write_text(json.dumps(frequency, indent=1) + "\n")
@@ -150,20 +186,33 @@ def screen(
     plots.append("fom_distribution.png")
 
     ranking_key = f"FOM = band_gap_ev x eps_poly_{target}" if use_fom else f"eps_poly_{target}"
+    n_metals = sum(1 for r in rows if r["likely_metal"] and r["error"] is None)
+    notes = []
+    if not use_fom:
+        notes.append(
+            f"no band gaps: this ranks eps_poly ({target}) only, not the figure of merit "
+            "FOM = band gap x eps_poly, which needs band gaps (--band-gaps CSV with columns "
+            "id, band_gap_ev)"
+        )
+    if n_metals and not rank_metals:
+        notes.append(
+            f"{n_metals} likely metal(s) are not ranked as dielectrics (column 'excluded'; "
+            "the rule is in dtnn_jax.inference.screening; --rank-metals ranks them too)"
+        )
     summary = {
         "model": model.name,
         "targets": list(model.targets),
         "ensemble_size": {t: model.ensemble_size(t) for t in model.targets},
         "ranking": ranking_key,
-        "note": None
-        if use_fom
-        else "no band gaps given: ranked by eps_poly; FOM = band gap x eps_poly needs band "
-        "gaps (--band-gaps CSV with columns id, band_gap_ev)",
+        "uses_fom": use_fom,
+        "note": "; ".join(notes) or None,
         "n_pool": len(rows),
         "n_predicted": int(ok.sum()),
         "n_failed": int((~ok).sum()),
-        "n_ranked": len(ranked_ok),
-        "n_without_band_gap": int(np.sum(ok & np.isnan([r["band_gap_ev"] for r in rows])))
+        "n_likely_metals": n_metals,
+        "metals_ranked": rank_metals,
+        "n_ranked": len(ranked_ok_rows),
+        "n_without_band_gap": int(np.sum(ranked_ok & np.isnan([r["band_gap_ev"] for r in rows])))
         if use_fom
         else None,
         "top_k": [
@@ -182,6 +231,31 @@ def screen(
     }
     (out_dir / "summary.json").write_text(json.dumps(report.jsonable(summary), indent=1) + "\n")
     return summary
+
+
+def _known_gap(record: CrystalPrediction, band_gaps: Mapping[str, float] | None) -> float:
+    """The band gap (eV) from the table (by id or alias), else the pool's record, else NaN."""
+    if band_gaps is not None:
+        for name in (record.id, *record.aliases):
+            if name in band_gaps:
+                return float(band_gaps[name])
+    return float(record.info.get("band_gap_ev", float("nan")))
+
+
+def metal_verdict(record: CrystalPrediction, band_gap_ev: float) -> tuple[bool, str]:
+    """(likely metal?, why) for a predicted crystal, by `dtnn_jax.data.records.likely_metal`."""
+    from dtnn_jax.data.records import likely_metal
+
+    if not record.formula:
+        return False, ""
+    if math.isfinite(band_gap_ev):
+        return band_gap_ev <= 0, f"band gap {band_gap_ev:g} eV"
+    balanced = record.info.get("charge_balanced")
+    metal = likely_metal(record.formula, balanced=balanced)
+    return metal, (
+        "no band gap known, and no charge-balanced ionic formula with an N/O/F/Cl/Br/I/S/Se/"
+        "Te/H anion or a closed-shell metal"
+    )
 
 
 def _no_match_error(example_id: str, band_gaps: Mapping[str, float]) -> BandGapFileError:

@@ -163,7 +163,7 @@ class TargetScaler:
         if len(maps) != 1:
             raise ValueError(f"ensemble members use different output maps: {sorted(maps)}")
         return TargetScaler(
-            jnp.array([[s.offset] for s in scalers], jnp.float32),
-            jnp.array([[s.scale] for s in scalers], jnp.float32),
+            np.array([[s.offset] for s in scalers], np.float32),
+            np.array([[s.scale] for s in scalers], np.float32),
             maps.pop(),
         )

@@ -21,6 +21,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from dtnn_jax.errors import InputError
+
 CHECKPOINT_FORMAT = "dtnn_jax.checkpoint"
 # Bump when the saved training state changes incompatibly (keys, optimizer layout).
 # 2: the state and the run's history + configuration are one Orbax step (composite items).
@@ -28,7 +30,7 @@ CHECKPOINT_FORMAT_VERSION = 2
 FORMAT_FILE = "checkpoint_format.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A training checkpoint is corrupt or from an incompatible version (message says which)."""
 
 

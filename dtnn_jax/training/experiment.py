@@ -2,9 +2,11 @@
 
 `train_and_evaluate(config, workdir)` is what ``experiments/train.py`` calls. It splits the
 records with `dtnn_jax.data.split_indices` (seed = ``config.seed``), trains on the train part
-with early stopping on validation, and writes ``metrics.json`` and ``test_predictions.npz``
-in ``workdir``: the model's four DESIGN section 5 metrics, the MAE_tensor per crystal system,
-and the same metrics for the mean-tensor and ridge baselines on the same split.
+with early stopping on validation, and writes ``metrics.json``, ``test_predictions.npz`` and a
+one-member model bundle (``bundle.json`` + ``params.npz``, so ``load_model(workdir)`` and
+``dtnn predict --model workdir`` use it) in ``workdir``. The metrics are the model's four
+DESIGN section 5 metrics, the MAE_tensor per crystal system, and the same metrics for the
+mean-tensor and ridge baselines on the same split.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jraph
 import numpy as np
 
 from dtnn_jax.config import ExperimentConfig
+from dtnn_jax.errors import InputError
 from dtnn_jax.models.baselines import RidgeIsotropicBaseline, invariant_descriptors
 from dtnn_jax.training.checkpoint import write_json_atomic
 from dtnn_jax.training.contract import with_targets
@@ -29,12 +32,14 @@ def train_and_evaluate(
     records: Sequence[Any] | None = None,
     graphs: Sequence[jraph.GraphsTuple] | None = None,
     cache_dir: str | Path | None = None,
+    restart: bool = False,
 ) -> dict[str, Any]:
-    """Trains one readout and evaluates it on the held-out test split.
+    """Trains one readout, evaluates it on the held-out test split and writes its bundle.
 
-    The JSON-ready summary of `run_experiment` (see there for the arguments).
+    The JSON-ready summary of `run_experiment` (see there for the arguments); its
+    ``"bundle"`` entry is the directory of the model bundle (``workdir``).
     """
-    return run_experiment(config, workdir, records, graphs, cache_dir)[0]
+    return run_experiment(config, workdir, records, graphs, cache_dir, restart)[0]
 
 
 def run_experiment(
@@ -43,6 +48,7 @@ def run_experiment(
     records: Sequence[Any] | None = None,
     graphs: Sequence[jraph.GraphsTuple] | None = None,
     cache_dir: str | Path | None = None,
+    restart: bool = False,
 ) -> tuple[dict[str, Any], FitResult]:
     """Trains one readout and evaluates it on the held-out test split.
 
@@ -55,6 +61,7 @@ def run_experiment(
         graphs: featurised single-crystal graphs aligned with ``records`` (default: computed
             with the frozen encoder through the feature cache).
         cache_dir: feature cache directory (default: ``$DTNN_JAX_CACHE``).
+        restart: discard checkpoints already in ``workdir`` instead of resuming them.
 
     Returns:
         A JSON-ready dict (sizes, fit summary, test metrics of the model and baselines) and
@@ -64,6 +71,7 @@ def run_experiment(
     from dtnn_jax.metrics import all_metrics, mae_tensor_by_crystal_system
 
     workdir = Path(workdir)
+    shipped = records is None
     if records is None:
         records = load_petousis2017()
     keep = [i for i, r in enumerate(records) if r.has_target(config.target)]
@@ -91,12 +99,17 @@ def run_experiment(
     targets = np.stack([np.asarray(r.target(config.target), np.float64) for r in records])
     graphs = with_targets(graphs, targets)
 
+    if len(records) < 10:
+        raise InputError(
+            f"{len(records)} labelled records with a {config.target} tensor are too few for an "
+            "80/10/10 split into training, validation and test crystals; use at least 10"
+        )
     train_idx, val_idx, test_idx = split_indices(len(records), config.seed)
 
     def take(idx):
         return [graphs[i] for i in idx]
 
-    result = fit(config, take(train_idx), take(val_idx), workdir)
+    result = fit(config, take(train_idx), take(val_idx), workdir, restart=restart)
     pred = evaluate(result.params, config, take(test_idx), result.scaler)
     true = targets[test_idx]
     systems = [records[i].crystal_system for i in test_idx]
@@ -111,6 +124,7 @@ def run_experiment(
 
     summary = {
         "config": config.to_dict(),
+        "workdir": str(workdir),
         "n_train": len(train_idx),
         "n_val": len(val_idx),
         "n_test": len(test_idx),
@@ -129,6 +143,22 @@ def run_experiment(
             "ridge_isotropic": {**all_metrics(ridge_pred, true), "alpha": ridge.alpha},
         },
     }
+    from dtnn_jax.training.export import export_bundle, graphs_digest
+
+    summary["bundle"] = str(
+        export_bundle(
+            workdir,
+            {config.target: [(config, result, summary["test"])]},
+            graphs_digest(graphs),
+            len(graphs),
+            description=(
+                f"DTNN readout for the {config.target} tensor on {config.encoder} layer "
+                f"{config.encoder_layer} features; split seed {config.seed} (80/10/10)"
+            ),
+            training_data="shipped Petousis et al. 2017" if shipped else "user records",
+            produced_by="dtnn_jax.train_and_evaluate",
+        )
+    )
     write_json_atomic(workdir / "metrics.json", summary)
     np.savez(
         workdir / "test_predictions.npz",

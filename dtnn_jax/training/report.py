@@ -212,33 +212,44 @@ def parity_plot(
     plt.close(fig)
 
 
-def write_report(results: Mapping[str, dict], workdir: str | Path, records) -> dict:
-    """Single-seed report of `dtnn train`: accuracy.json/.md and parity plots in ``workdir``.
+def write_report(results: Mapping[str, Sequence[dict]], workdir: str | Path) -> dict:
+    """The report of `dtnn train`: accuracy.json/.md and parity plots in ``workdir``.
 
-    ``results`` maps target -> the summary `train_and_evaluate` returned for it; the test
-    predictions are read back from ``workdir/<target>/test_predictions.npz``.
+    ``results`` maps target -> the summaries `train_and_evaluate` returned for it, one per
+    split seed; each test set is read back from ``<summary["workdir"]>/test_predictions.npz``.
+    With several seeds the table gives mean +- std over them and the parity plots pool them.
     """
     workdir = Path(workdir)
     per_seed: dict = {"dtnn": {}, "mean_predictor": {}, "ridge": {}}
-    for target, summary in results.items():
-        with np.load(workdir / target / "test_predictions.npz") as f:
-            true, systems = f["true"], f["crystal_system"]
-            preds = {
-                "dtnn": f["predicted"],
-                "mean_predictor": f["mean_predictor"],
-                "ridge": f["ridge"],
-            }
-        for model, pred in preds.items():
-            per_seed[model][target] = [test_metrics(pred, true, systems, target)]
-        title = f"{target}: test split of seed {summary['config']['seed']}"
-        parity_plot({"DTNN": (preds["dtnn"], true)}, workdir / f"parity_{target}.png", title)
-    seeds = sorted({int(s["config"]["seed"]) for s in results.values()})
+    for target, summaries in results.items():
+        pooled_pred, pooled_true = [], []
+        for summary in summaries:
+            with np.load(Path(summary["workdir"]) / "test_predictions.npz") as f:
+                true, systems = f["true"], f["crystal_system"]
+                preds = {
+                    "dtnn": f["predicted"],
+                    "mean_predictor": f["mean_predictor"],
+                    "ridge": f["ridge"],
+                }
+            for model, pred in preds.items():
+                per_seed[model].setdefault(target, []).append(
+                    test_metrics(pred, true, systems, target)
+                )
+            pooled_pred.append(preds["dtnn"])
+            pooled_true.append(true)
+        seeds = [s["config"]["seed"] for s in summaries]
+        title = f"{target}: test splits of seed(s) {', '.join(map(str, seeds))}"
+        pooled = {"DTNN": (np.concatenate(pooled_pred), np.concatenate(pooled_true))}
+        parity_plot(pooled, workdir / f"parity_{target}.png", title)
+    seeds = sorted({int(s["config"]["seed"]) for runs in results.values() for s in runs})
     accuracy = {
         "models": aggregate(per_seed),
         "seeds": seeds,
         "machine": machine_description(),
-        "config": {t: s["config"] for t, s in results.items()},
-        "wall_time_s": {t: s.get("wall_time_s") for t, s in results.items()},
+        "config": {t: runs[0]["config"] for t, runs in results.items()},
+        "wall_time_s": {
+            t: sum(s.get("wall_time_s", 0.0) for s in runs) for t, runs in results.items()
+        },
     }
     (workdir / "accuracy.json").write_text(json.dumps(accuracy, indent=1) + "\n")
     (workdir / "accuracy.md").write_text(render_markdown(accuracy))

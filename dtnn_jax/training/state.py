@@ -18,6 +18,7 @@ import flax.struct
 import numpy as np
 
 from dtnn_jax.config import ExperimentConfig
+from dtnn_jax.errors import InputError
 from dtnn_jax.training.checkpoint import Checkpointer
 
 log = logging.getLogger("dtnn_jax")
@@ -96,7 +97,7 @@ def resume_or_start(
     """The state to train from: the latest checkpoint of the same run, or ``state``.
 
     Raises:
-        ValueError: the checkpoint belongs to a run with another configuration, model or
+        InputError: the checkpoint belongs to a run with another configuration, model or
             training targets; the message names what differs.
     """
     if ckpt is None or ckpt.latest_step() is None:
@@ -115,7 +116,7 @@ def resume_or_start(
     ):
         diff.append("training targets (target scaler)")
     if diff:
-        raise ValueError(
+        raise InputError(
             f"{ckpt.directory.parent} holds a run with a different {', '.join(diff)}; use a "
             "fresh workdir, the original config, or restart=True (dtnn train --restart) to "
             "discard it"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dtnn_jax.data import cli as data_cli
+from dtnn_jax.cli import data as data_cli
 from dtnn_jax.data import load_petousis2017, plot_summary, summarize
 
 

@@ -23,6 +23,7 @@ from dtnn_jax.inference import (
 )
 from dtnn_jax.models import DTNN, TargetScaler
 from dtnn_jax.training import evaluate
+from tests.properties.tiny_model import bundle_metadata
 
 # Affine output map: a random-init readout outputs |y| ~ 10-100, which through matrix_exp
 # would compare exp(20)-sized numbers; the map itself is tested in tests/models.
@@ -62,7 +63,7 @@ def bundle(crystals, tmp_path_factory):
         )
         for t in ("electronic", "total")
     }
-    return ModelBundle(name="tiny", targets=targets, metadata={"description": "test"}), graphs
+    return ModelBundle(name="tiny", targets=targets, metadata=bundle_metadata()), graphs
 
 
 def test_bundle_round_trip(bundle, tmp_path):

@@ -19,6 +19,14 @@ from dtnn_jax.inference import DielectricModel, Member, ModelBundle, TargetModel
 from dtnn_jax.models import DTNN, TargetScaler
 from dtnn_jax.training.synthetic import synthetic_graphs
 
+
+def bundle_metadata(description: str = "test") -> dict:
+    """Bundle metadata with the encoder identity a bundle needs (SevenNet-0's)."""
+    from dtnn_jax.encoder import get_encoder
+
+    return {"description": description, "encoder_sha256": get_encoder().weights_sha256}
+
+
 # The affine output map: these tests probe the network (features -> y), whose equivariance
 # must hold for any weights. A random-init network outputs |y| ~ 10-100, which the shipped
 # matrix-exp map would turn into exp(10-20), where float32 round-off alone is ~1e-3 relative.
@@ -53,7 +61,7 @@ def tiny_bundle() -> ModelBundle:
     return ModelBundle(
         name="tiny-random",
         targets={"total": TargetModel(config=config, members=members)},
-        metadata={"description": "random-init readout for property tests"},
+        metadata=bundle_metadata("random-init readout for property tests"),
     )
 
 

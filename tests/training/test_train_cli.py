@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from dtnn_jax.cli import main
 
 
@@ -37,3 +39,18 @@ def test_dtnn_train_quick_writes_table_and_plots(tmp_path):
     for target in ("electronic", "ionic", "total"):
         assert (workdir / f"parity_{target}.png").stat().st_size > 10_000
         assert (workdir / target / "metrics.json").exists()
+    # the trained readouts are a bundle that predict can use at once
+    from dtnn_jax.inference import load_model
+    from tests.properties.tiny_model import BUDGET
+
+    model = load_model(workdir)
+    assert model.targets == ("electronic", "ionic", "total")
+    assert {model.ensemble_size(t) for t in model.targets} == {1}
+    assert model.bundle.metadata["encoder_sha256"] == model.encoder.weights_sha256
+    assert len(model.bundle.metadata["training_data_sha256"]) == 64
+    from dtnn_jax.data import load_petousis2017
+
+    pred = model.predict_detailed([load_petousis2017()[0].structure], budget=BUDGET)
+    assert all(np.isfinite(pred.mean[t]).all() for t in model.targets)
+    # each target's run directory holds its own one-member bundle too
+    assert load_model(workdir / "ionic").targets == ("ionic",)

@@ -1,0 +1,72 @@
+"""What the commands share: user errors, output destinations checked before the work."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+class CommandError(Exception):
+    """A problem with the command's arguments; printed as one line, exit status 2."""
+
+
+def prepare_runtime() -> None:
+    """Quiet XLA logs and log the library's notes ("resuming from epoch N") to stderr.
+
+    The commands that run JAX turn on the persistent compilation cache themselves
+    (`dtnn_jax.runtime.enable_compilation_cache`), so ``dtnn data`` never imports JAX.
+    """
+    from dtnn_jax.runtime import quiet_xla_logs
+
+    quiet_xla_logs()
+    logger = logging.getLogger("dtnn_jax")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("dtnn: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def plain(doc: str | None) -> str:
+    """A module docstring as ``--help`` text: without reST markup (backquotes)."""
+    return (doc or "").replace("``", "").replace("`", "")
+
+
+def writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a directory that exists (created) and can be written, before any work."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".dtnn-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise CommandError(f"{what} {path} cannot be written ({err.strerror or err})") from err
+    return path
+
+
+def writable_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a file whose directory exists (created) and can be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{what} {path} is a directory, expected a file name")
+    writable_dir(path.parent if str(path.parent) else ".", f"the directory of {what}")
+    return path
+
+
+def existing_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a file that exists."""
+    path = Path(path)
+    if not path.exists():
+        raise CommandError(f"{what} {path} not found")
+    if path.is_dir():
+        raise CommandError(f"{what} {path} is a directory, expected a file")
+    return path
+
+
+def positive(name: str, value: int | None) -> None:
+    """Raises `CommandError` unless ``value`` is None or >= 1."""
+    if value is not None and value < 1:
+        raise CommandError(f"{name} must be >= 1, got {value}")

@@ -1,0 +1,122 @@
+"""``dtnn screen POOL``: rank a pool of crystals as candidate dielectrics.
+
+POOL is a directory of structure files, or ``shipped`` for the ~5,300 unlabeled Materials
+Project structures shipped with the package. With band gaps (--band-gaps CSV with columns
+id, band_gap_ev; id = material id or file name/stem) the ranking is by the figure of merit
+FOM = band gap x eps_poly; without them it ranks eps_poly only, and says so. Likely metals
+(no band gap known and no charge-balanced ionic formula; see dtnn_jax.inference.screening)
+are not ranked as dielectrics unless --rank-metals is given. Writes a ranked CSV, a summary,
+the element frequencies of the top K and plots to --out.
+
+Exit status: 0 all crystals predicted, 1 some failed, 2 unusable arguments, pool or model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dtnn_jax.cli.common import plain
+from dtnn_jax.cli.featurize import add_input_arguments
+from dtnn_jax.constants import TARGETS
+
+
+def register(subparsers) -> None:
+    s = subparsers.add_parser(
+        "screen",
+        help="rank a pool of crystals by FOM = band gap x eps_poly",
+        description=plain(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("pool", metavar="POOL", help="directory of structure files, or 'shipped'")
+    s.add_argument(
+        "--band-gaps",
+        default=None,
+        metavar="CSV",
+        help="CSV with columns id (material id or file name/stem) and band_gap_ev",
+    )
+    s.add_argument("--top", type=int, default=50, metavar="K", help="candidates to report")
+    s.add_argument(
+        "--target", choices=TARGETS, default="total", help="tensor to rank by (default: total)"
+    )
+    s.add_argument(
+        "--model", default=None, help="bundle name or directory, e.g. a dtnn train --workdir"
+    )
+    s.add_argument("--out", default="screening", help="output directory (default: screening)")
+    s.add_argument("--chunk-size", type=int, default=256, help="crystals per prediction call")
+    s.add_argument("--limit", type=int, default=None, help="screen only the first N crystals")
+    s.add_argument(
+        "--rank-metals", action="store_true", help="rank likely metals too (not recommended)"
+    )
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_input_arguments(s)
+    s.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import itertools
+
+    from dtnn_jax.cli.common import CommandError, existing_file, positive, writable_dir
+
+    for name in ("--top", "--chunk-size", "--limit", "--max-atoms"):
+        positive(name, getattr(args, name.lstrip("-").replace("-", "_")))
+    if args.pool != "shipped":
+        from dtnn_jax.cli.predict import expand_inputs
+
+        if not Path(args.pool).is_dir():
+            raise CommandError(f"{args.pool}: not a directory of structure files (or 'shipped')")
+        files, empty = expand_inputs([args.pool])
+        if empty:
+            raise CommandError(f"{args.pool}: {empty[0]['error']}; nothing to screen")
+    band_gaps = None
+    if args.band_gaps:
+        from dtnn_jax.inference.pool import read_band_gaps
+
+        band_gaps = read_band_gaps(existing_file(args.band_gaps, "--band-gaps"))
+    out = writable_dir(args.out, "--out")
+
+    from dtnn_jax.cli.predict import load_model_or_fail
+    from dtnn_jax.inference.pool import pool_items
+    from dtnn_jax.inference.screening import screen
+    from dtnn_jax.runtime import enable_compilation_cache
+
+    enable_compilation_cache()
+    model = load_model_or_fail(args.model)
+    if args.target not in model.targets:
+        raise CommandError(f"model {model.name} has no {args.target!r} model")
+    pool = files if args.pool != "shipped" else "shipped"
+    if args.limit is not None:
+        items, _ = pool_items(pool)
+        pool = list(itertools.islice(items, args.limit))
+    summary = screen(
+        pool,
+        model,
+        out,
+        band_gaps=band_gaps,
+        top_k=args.top,
+        target=args.target,
+        chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+        rank_metals=args.rank_metals,
+        max_atoms=args.max_atoms,
+        allow_isolated=args.allow_isolated,
+    )
+    print(
+        f"screened {summary['n_pool']} crystals with {summary['model']}: "
+        f"{summary['n_predicted']} predicted, {summary['n_failed']} failed, "
+        f"{summary['n_ranked']} ranked by {summary['ranking']}"
+    )
+    if summary["note"]:
+        print(f"note: {summary['note']}")
+    if summary["uses_fom"] and summary["n_without_band_gap"]:
+        print(f"{summary['n_without_band_gap']} predicted crystals have no band gap (unranked)")
+    score_name = "FOM (eV)" if summary["uses_fom"] else f"eps_poly ({args.target})"
+    print(f"  {'rank':>4}  {'id':<24} {'formula':<14} {score_name:>10}")
+    for entry in summary["top_k"][:10]:
+        score = entry["fom"] if summary["uses_fom"] else entry[f"eps_poly_{args.target}"]
+        print(f"  {entry['rank']:>4}  {entry['id']:<24} {entry['formula']:<14} {score:10.3f}")
+    for f in summary["failures"]:
+        print(f"dtnn screen: {f['source']}: {f['error']}", file=sys.stderr)
+    print(f"ranked CSV, plots and element frequencies in {out}/")
+    return 1 if summary["n_failed"] else 0
