@@ -56,8 +56,9 @@ class ReadoutConfig:
     Attributes:
         input_irreps: irreps of the flat per-atom input features ("features" in the graph
             nodes), in e3nn-jax's basis convention. Only l <= 2 is used; l = 1 becomes
-            Cartesian vectors, l = 2 symmetric traceless 3x3 tensors. Parity labels are
-            ignored (SevenNet-0 is SO(3)-only).
+            Cartesian vectors, l = 2 symmetric traceless 3x3 tensors, l = 3 is dropped
+            (`dtnn_jax.models.cartesian`). Parity labels are ignored (SevenNet-0 is
+            SO(3)-only; Nequix's 1o/2e are the true vectors/tensors the head needs).
         n_radial: width of the per-edge radial features ("radial" in the graph edges).
         width: hidden width of every scalar MLP (paper: 128).
         vector_channels: number of atom/bond vector channels inside the blocks.
@@ -105,8 +106,10 @@ class ReadoutConfig:
             raise ValueError(f"ReadoutConfig.input_irreps {self.input_irreps!r}: {err}") from err
         if irreps.dim == 0 or not any(ir.l == 0 for _, ir in irreps):
             raise ValueError(f"ReadoutConfig.input_irreps needs l=0 channels: {irreps}")
-        if any(ir.l > 2 for _, ir in irreps):
-            raise ValueError(f"ReadoutConfig.input_irreps must have l <= 2, got {irreps}")
+        if any(ir.l > 3 for _, ir in irreps):
+            raise ValueError(
+                f"ReadoutConfig.input_irreps must have l <= 3 (l = 3 is dropped), got {irreps}"
+            )
         check_at_least(
             self, 1, "n_radial", "width", "vector_channels", "tensor_channels", "mlp_layers"
         )

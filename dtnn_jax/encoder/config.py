@@ -10,6 +10,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from dtnn_jax.encoder.interface import SpeciesTable
+
 # e3nn's `normalize2mom(silu)` constant: 1 / sqrt(E[silu(z)^2]), z ~ N(0, 1), as e3nn
 # (torch) estimates it from 10^6 seeded samples. Measured with e3nn 0.6.0 in the torch
 # reference environment; an exact quadrature would differ in the 6th digit and break parity.
@@ -17,7 +19,7 @@ SILU_SECOND_MOMENT_CONSTANT = 1.6791767923989418
 
 
 @dataclasses.dataclass(frozen=True)
-class SevenNetConfig:
+class SevenNetConfig(SpeciesTable):
     """Architecture of the frozen SevenNet encoder.
 
     Attributes:
@@ -119,28 +121,6 @@ class SevenNetConfig:
                     if l3 <= lmax_out:
                         paths.append((l1, l2, l3, mul))
         return paths
-
-    def z_to_index_table(self) -> tuple[int, ...]:
-        """Species index of each atomic number 0..max(Z); -1 where the model has none."""
-        table = [-1] * (max(self.species_z) + 1)
-        for index, z in enumerate(self.species_z):
-            table[z] = index
-        return tuple(table)
-
-    def check_species(self, atomic_numbers) -> None:
-        """Raises ValueError naming the elements the model was not trained on (host side).
-
-        The jitted forward pass cannot raise: it maps unknown elements to species 0.
-        """
-        table = self.z_to_index_table()
-        unknown = sorted(
-            {int(z) for z in atomic_numbers if not 0 < int(z) < len(table) or table[int(z)] < 0}
-        )
-        if unknown:
-            raise ValueError(
-                f"{self.model_name} has no parameters for atomic number(s) {unknown}; "
-                f"it knows {len(self.species_z)} elements (Z in {sorted(self.species_z)})"
-            )
 
     @classmethod
     def from_json(cls, path: str | Path) -> SevenNetConfig:

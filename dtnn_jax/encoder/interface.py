@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import functools
+from pathlib import Path
 from typing import Any
 
 import e3nn_jax as e3nn
@@ -19,6 +20,55 @@ import jax
 import jraph
 
 from dtnn_jax.graph.batching import BatchBudget
+
+# The converted weights of every shipped encoder: <name>.npz + <name>.json (+ licences).
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def weights_files(name_or_path: str | Path, converter: str) -> tuple[Path, Path]:
+    """(``<name>.npz``, ``<name>.json``) of a shipped name or a path stem; both must exist.
+
+    Raises:
+        FileNotFoundError: naming the missing file and the converter that writes it.
+    """
+    stem = Path(name_or_path)
+    if not stem.parent.parts:
+        stem = WEIGHTS_DIR / str(name_or_path)
+    name = stem.name.removesuffix(".npz").removesuffix(".json")
+    files = stem.parent / f"{name}.npz", stem.parent / f"{name}.json"
+    for f in files:
+        if not f.exists():
+            raise FileNotFoundError(f"{f} not found; run {converter} to create the weights")
+    return files
+
+
+class SpeciesTable:
+    """Element bookkeeping shared by the encoder configs (``species_z``, ``model_name``)."""
+
+    species_z: tuple[int, ...]
+    model_name: str
+
+    def z_to_index_table(self) -> tuple[int, ...]:
+        """Species index of each atomic number 0..max(Z); -1 where the model has none."""
+        table = [-1] * (max(self.species_z) + 1)
+        for index, z in enumerate(self.species_z):
+            table[z] = index
+        return tuple(table)
+
+    def check_species(self, atomic_numbers) -> None:
+        """Raises ValueError naming the elements the model was not trained on (host side).
+
+        The jitted forward pass cannot raise: it maps unknown elements to species 0.
+        """
+        table = self.z_to_index_table()
+        unknown = sorted(
+            {int(z) for z in atomic_numbers if not 0 < int(z) < len(table) or table[int(z)] < 0}
+        )
+        if unknown:
+            raise ValueError(
+                f"{self.model_name} has no parameters for atomic number(s) {unknown}; "
+                f"it knows {len(self.species_z)} elements (Z in {sorted(self.species_z)})"
+            )
 
 
 @flax.struct.dataclass
@@ -50,54 +100,72 @@ class EncoderOutput:
 class FrozenEncoder(abc.ABC):
     """A pretrained potential used as a fixed feature extractor.
 
-    Subclasses set `name`, load `params` and a static `config`, and implement `forward`.
-    ``forward(params, graph)`` is pure (the config is static), so it can be jitted, vmapped
-    and differentiated with respect to positions; its parameters enter through
-    `jax.lax.stop_gradient` and are never trained.
+    Subclasses set the class attributes, name the weights file and implement `load_params`,
+    `layer_irreps` and `forward`. ``forward(params, graph)`` is pure (the config is static),
+    so it can be jitted, vmapped and differentiated with respect to positions; its
+    parameters enter through `jax.lax.stop_gradient` and are never trained.
 
     Attributes:
         name: display name ("SevenNet-0", "Nequix-OAM-1", ...), used in messages.
         key: registry name (lower case, e.g. "sevennet-0"), recorded in bundles and caches.
-        params: the converted weights (a pytree of jax arrays).
-        config: the architecture, hashable (static under jit).
+        weights: stem of the converted weights in the package (``<weights>.npz/.json``).
+        config_class: the architecture's frozen dataclass (``from_json``), whose fields
+            ``cutoff_angstrom``, ``species_z``, ``num_layers`` and ``source_sha256`` the
+            properties below read.
         budget: the padded-batch limits tuned for this encoder's edge density.
         inversion_equivariant: whether features carry parity (O(3)) or not (SO(3) only).
     """
 
-    name: str
-    key: str
-    params: Any
-    config: Any
+    config_class: type
     budget: BatchBudget
     inversion_equivariant: bool = False
 
-    @property
-    @abc.abstractmethod
-    def cutoff_angstrom(self) -> float:
-        """Neighbour cutoff radius of the graphs this encoder reads (angstrom)."""
+    def __init__(self, weights: str, name: str, key: str):
+        self.weights = weights
+        self.name = name
+        self.key = key
 
-    @property
     @abc.abstractmethod
-    def supported_z(self) -> tuple[int, ...]:
-        """Atomic numbers the encoder has parameters for."""
-
-    @property
-    @abc.abstractmethod
-    def num_layers(self) -> int:
-        """Number of interaction layers (feature layers 1..num_layers)."""
+    def load_params(self) -> Any:
+        """The converted weights as the forward pass's pytree of jax arrays."""
 
     @abc.abstractmethod
     def layer_irreps(self, layer: int) -> str:
         """Irreps of the node features after interaction layer ``layer`` (1-based)."""
 
-    @property
-    @abc.abstractmethod
-    def weights_sha256(self) -> str:
-        """sha256 of the source weights: the encoder's identity in bundles and caches."""
-
     @abc.abstractmethod
     def forward(self, params: Any, graph: jraph.GraphsTuple) -> EncoderOutput:
         """Runs the encoder on a padded batch (pure; see `EncoderOutput`)."""
+
+    @functools.cached_property
+    def params(self) -> Any:
+        """The weights, loaded on first use (asking for the config or irreps is cheap)."""
+        return self.load_params()
+
+    @functools.cached_property
+    def config(self) -> Any:
+        """The architecture (hashable, static under jit)."""
+        return self.config_class.from_json(WEIGHTS_DIR / f"{self.weights}.json")
+
+    @property
+    def cutoff_angstrom(self) -> float:
+        """Neighbour cutoff radius of the graphs this encoder reads (angstrom)."""
+        return float(self.config.cutoff_angstrom)
+
+    @property
+    def supported_z(self) -> tuple[int, ...]:
+        """Atomic numbers the encoder has parameters for."""
+        return tuple(self.config.species_z)
+
+    @property
+    def num_layers(self) -> int:
+        """Number of interaction layers (feature layers 1..num_layers)."""
+        return int(self.config.num_layers)
+
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 of the source weights: the encoder's identity in bundles and caches."""
+        return str(self.config.source_sha256)
 
     @property
     def n_radial(self) -> int:

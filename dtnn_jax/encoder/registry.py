@@ -9,9 +9,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from dtnn_jax.constants import DEFAULT_ENCODER
 from dtnn_jax.encoder.interface import FrozenEncoder
-
-DEFAULT_ENCODER = "sevennet-0"
 
 
 def _sevennet0() -> FrozenEncoder:
@@ -20,7 +19,21 @@ def _sevennet0() -> FrozenEncoder:
     return SevenNet("sevennet0", name="SevenNet-0", key="sevennet-0")
 
 
-_FACTORIES: dict[str, Callable[[], FrozenEncoder]] = {"sevennet-0": _sevennet0}
+def _nequix(weights: str, name: str):
+    def make() -> FrozenEncoder:
+        from dtnn_jax.encoder.nequix import Nequix
+
+        return Nequix(weights, name=name, key=weights)
+
+    return make
+
+
+_FACTORIES: dict[str, Callable[[], FrozenEncoder]] = {
+    "sevennet-0": _sevennet0,
+    # trained on OMat24 + sAlex + MPtrj; -pft: then phonon fine-tuned (the physics head's K)
+    "nequix-oam-1": _nequix("nequix-oam-1", "Nequix-OAM-1"),
+    "nequix-oam-1-pft": _nequix("nequix-oam-1-pft", "Nequix-OAM-1-PFT"),
+}
 
 
 def available_encoders() -> list[str]:

@@ -31,7 +31,6 @@ gates are evaluated in that layout on purpose, see `_linear`).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import e3nn_jax as e3nn
@@ -382,48 +381,17 @@ class SevenNet(FrozenEncoder):
     SO(3)-only: every feature irrep is labelled even, see the module docstring.
     """
 
+    config_class = SevenNetConfig
     budget = SEVENNET_BUDGET
     inversion_equivariant = False
 
-    def __init__(self, weights: str = "sevennet0", name: str = "SevenNet-0", key: str = ""):
-        self.weights = weights
-        self.name = name
-        self.key = key or name.lower()
-
-    @functools.cached_property
-    def _loaded(self) -> tuple[dict, SevenNetConfig]:
-        params, config = load_weights(self.weights)
-        return jax.tree.map(jnp.asarray, params), config
-
-    @property
-    def params(self) -> dict:
-        return self._loaded[0]
-
-    @functools.cached_property
-    def config(self) -> SevenNetConfig:
-        from dtnn_jax.encoder.weights import WEIGHTS_DIR
-
-        return SevenNetConfig.from_json(WEIGHTS_DIR / f"{self.weights}.json")
-
-    @property
-    def cutoff_angstrom(self) -> float:
-        return float(self.config.cutoff_angstrom)
-
-    @property
-    def supported_z(self) -> tuple[int, ...]:
-        return tuple(self.config.species_z)
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.config.num_layers)
+    def load_params(self) -> dict:
+        params, _ = load_weights(self.weights)
+        return jax.tree.map(jnp.asarray, params)
 
     def layer_irreps(self, layer: int) -> str:
         self.check_layer(layer)
         return str(self.config.node_irreps[layer])
-
-    @property
-    def weights_sha256(self) -> str:
-        return str(self.config.source_sha256)
 
     def forward(self, params, graph: jraph.GraphsTuple) -> EncoderOutput:
         return sevennet_forward(params, graph, self.config)

@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dtnn_jax.encoder.config import SevenNetConfig
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+from dtnn_jax.encoder.interface import weights_files
 
 
 class WeightsError(ValueError):
@@ -208,16 +207,7 @@ def load_weights(name_or_path: str | Path = "sevennet0") -> tuple[dict, SevenNet
     Returns:
         (params, config): params as a pytree of numpy float32 arrays.
     """
-    stem = Path(name_or_path)
-    if not stem.suffix and not stem.parent.parts:
-        stem = WEIGHTS_DIR / str(name_or_path)
-    stem = stem.with_suffix("")
-    npz, js = stem.with_suffix(".npz"), stem.with_suffix(".json")
-    for f in (npz, js):
-        if not f.exists():
-            raise FileNotFoundError(
-                f"{f} not found; run experiments/convert_sevennet.py to create the weights"
-            )
+    npz, js = weights_files(name_or_path, "experiments/convert_sevennet.py")
     config = SevenNetConfig.from_json(js)
     with np.load(npz) as data:
         state = {k: data[k] for k in data.files}

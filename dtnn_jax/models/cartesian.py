@@ -9,7 +9,13 @@ symmetric traceless matrix ``M = sum_m B[:, :, m] x_m`` with the orthonormal bas
 equivariant (``D2(R) x -> R M R^T``) and norm preserving (``|M|_F = |x|``).
 
 Parity labels are ignored on purpose: SevenNet-0 is SO(3)-only (``is_parity=False``), so its
-"1e"/"2e" features transform under rotations exactly like vectors and symmetric tensors.
+"1e"/"2e" features transform under rotations exactly like vectors and symmetric tensors; an
+O(3) encoder (Nequix) gives true vectors "1o" and tensors "2e", which is what the readout's
+``s I + v v^T + T`` needs for an inversion-invariant eps.
+
+l = 3 channels (Nequix's "3o") are dropped: the readout has no l = 3 -> l = 2 path (it would
+need a tensor product), and the encoder's own next layer already folds the l = 3 channels
+into its l <= 2 features.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ def split_irreps(features: jnp.ndarray, irreps: str | e3nn.Irreps) -> CartesianF
 
     Args:
         features: [n_nodes, irreps.dim] the flat ``.array`` of an e3nn IrrepsArray.
-        irreps: its irreps (only l <= 2 allowed; parity ignored).
+        irreps: its irreps (l <= 3; l = 3 blocks are dropped, parity ignored).
 
     Returns:
         The scalars [n, C0], vectors [n, C1, 3] and tensors [n, C2, 3, 3]; a rank with no
@@ -68,8 +74,10 @@ def split_irreps(features: jnp.ndarray, irreps: str | e3nn.Irreps) -> CartesianF
     n = features.shape[0]
     parts: dict[int, list[jnp.ndarray]] = {0: [], 1: [], 2: []}
     for (mul, ir), sl in zip(irreps, irreps.slices(), strict=True):
-        if ir.l > 2:
-            raise ValueError(f"split_irreps supports l <= 2, got {ir} in {irreps}")
+        if ir.l == 3:
+            continue  # dropped, see the module docstring
+        if ir.l > 3:
+            raise ValueError(f"split_irreps supports l <= 3, got {ir} in {irreps}")
         block = features[:, sl].reshape(n, mul, 2 * ir.l + 1)  # [n, mul, 2l+1]
         parts[ir.l].append(block)
 

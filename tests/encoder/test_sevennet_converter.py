@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dtnn_jax.encoder.weights import WEIGHTS_DIR
+from dtnn_jax.encoder.interface import WEIGHTS_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 WHEEL_PTH = Path(

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from dtnn_jax.encoder.config import SevenNetConfig
-from dtnn_jax.encoder.weights import WEIGHTS_DIR, conv_layout
+from dtnn_jax.encoder.interface import WEIGHTS_DIR
+from dtnn_jax.encoder.weights import conv_layout
 
 
 def test_config_is_sevennet0(sevennet):

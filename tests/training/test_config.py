@@ -34,7 +34,7 @@ def test_round_trip_through_dict():
         (lambda: ReadoutConfig(width=0), "width"),
         (lambda: ReadoutConfig(dropout_rate=1.0), "dropout_rate"),
         (lambda: ReadoutConfig(input_irreps="4x1e"), "l=0"),
-        (lambda: ReadoutConfig(input_irreps="4x0e+1x3e"), "l <= 2"),
+        (lambda: ReadoutConfig(input_irreps="4x0e+1x4e"), "l <= 3"),
         (lambda: ReadoutConfig(input_irreps="nonsense"), "input_irreps"),
         (lambda: ReadoutConfig(target_scaling="log"), "target_scaling"),
         (lambda: TrainConfig(batch=BatchBudget(max_graphs=0)), "max_graphs"),
