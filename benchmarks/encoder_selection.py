@@ -40,13 +40,23 @@ def candidate_name(encoder: str, layer: int, readout: str) -> str:
     return f"{encoder}/L{layer}/{readout}"
 
 
+# The readouts compared: the full DTNN; DTNN-simple (no edge inputs); "head": no
+# equivariant blocks and no edges, i.e. a gated MLP on the atom scalars (isotropic part) plus
+# linear maps of the vector (v v^T) and l = 2 (T) channels, the simple readout of the issue.
+READOUTS = {
+    "dtnn": {},
+    "dtnn_simple": {"use_edges": False},
+    "head": {"use_edges": False, "n_blocks": 0},
+}
+
+
 def config_for(encoder: str, layer: int, readout: str, target: str, seed: int):
     config = ExperimentConfig.default(
         target=target, encoder_layer=layer, seed=seed, encoder=encoder
     )
     return dataclasses.replace(
         config,
-        readout=dataclasses.replace(config.readout, use_edges=(readout == "dtnn")),
+        readout=dataclasses.replace(config.readout, **READOUTS[readout]),
         train=dataclasses.replace(config.train, progress_bar=False),
     )
 
@@ -147,7 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--encoders", nargs="+", default=["nequix-oam-1"])
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--readouts", nargs="+", default=["dtnn"], choices=["dtnn", "dtnn_simple"])
+    parser.add_argument("--readouts", nargs="+", default=["dtnn"], choices=list(READOUTS))
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--workdir", default="runs/encoder_selection")

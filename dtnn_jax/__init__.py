@@ -7,12 +7,19 @@ The public API (implementation modules live behind it):
 * `load_model`, `predict` — the shipped pretrained models.
 * `data` — the shipped dataset, splits, user-data loaders.
 
-Names resolve lazily, so ``import dtnn_jax`` does not start JAX.
+Names resolve lazily, so ``import dtnn_jax`` does not start JAX. It does set
+``TF_CPP_MIN_LOG_LEVEL=3`` unless the user set it: with the persistent compilation cache on,
+jaxlib 0.10 logs a page-long, harmless ``cpu_aot_loader`` error for every cached executable
+it loads on CPUs whose tuning flags it misreads (jax-ml/jax#38445; the executable does load).
+Set ``TF_CPP_MIN_LOG_LEVEL=0`` before importing to see XLA's C++ logs again.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"
 

@@ -55,6 +55,7 @@ class InputItem:
         source: how messages name it (the path, or ``#index (formula)``).
         aliases: other names a side table (e.g. band gaps) may use for it.
         info: what is already known about it (e.g. band gap, e_above_hull, sources).
+        position: its index among the inputs of the call or pool (-1 if unknown).
     """
 
     obj: Any
@@ -62,6 +63,7 @@ class InputItem:
     source: str
     aliases: tuple[str, ...] = ()
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    position: int = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +76,8 @@ class CrystalInput:
         graph: the single-crystal neighbour graph at the encoder's cutoff (None on error).
         error: None, or the reason the crystal cannot be used.
         warning: None, or why the prediction may not mean what it seems (e.g. vacuum).
+        position: the index of the input it came from (a file with several crystals gives
+            several crystals of one position).
     """
 
     id: str
@@ -84,6 +88,7 @@ class CrystalInput:
     aliases: tuple[str, ...] = ()
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     warning: str | None = None
+    position: int = -1
 
     @property
     def ok(self) -> bool:
@@ -164,10 +169,10 @@ def _formula(obj) -> str:
 def input_item(obj: Any, index: int) -> InputItem:
     """Names an input: paths by their path, records by material id, others by position."""
     if isinstance(obj, InputItem):
-        return obj
+        return obj if obj.position >= 0 else dataclasses.replace(obj, position=index)
     if isinstance(obj, str | os.PathLike):
         path = Path(obj)
-        return InputItem(obj, structure_id(path), str(obj), aliases=(path.name,))
+        return InputItem(obj, structure_id(path), str(obj), aliases=(path.name,), position=index)
     if hasattr(obj, "structure") and hasattr(obj, "material_id"):
         known = (
             "formula",
@@ -179,9 +184,10 @@ def input_item(obj: Any, index: int) -> InputItem:
         )
         info = {k: getattr(obj, k) for k in known if hasattr(obj, k)}
         ident = str(obj.material_id)
-        return InputItem(obj.structure, ident, ident, info=info)
+        return InputItem(obj.structure, ident, ident, info=info, position=index)
     formula = _formula(obj)
-    return InputItem(obj, f"#{index}", f"#{index} ({formula})" if formula else f"#{index}")
+    source = f"#{index} ({formula})" if formula else f"#{index}"
+    return InputItem(obj, f"#{index}", source, position=index)
 
 
 def input_items(objs: Any) -> Iterator[InputItem]:
@@ -233,7 +239,13 @@ def prepare_input(
     Never raises for bad input: a problem becomes the `CrystalInput.error` of the crystal (or
     of the whole file) it concerns.
     """
-    fields = {"id": item.id, "source": item.source, "aliases": item.aliases, "info": item.info}
+    fields = {
+        "id": item.id,
+        "source": item.source,
+        "aliases": item.aliases,
+        "info": item.info,
+        "position": item.position,
+    }
     if not isinstance(item.obj, str | os.PathLike):
         try:
             structure = as_structure(item.obj, max_atoms=max_atoms)

@@ -6,6 +6,12 @@ A round of padded batches, one per device, is stacked along a leading axis by th
 batch per device with no cross-device communication (training adds one all-reduce of the
 gradients, inserted by XLA). On one device the leading axis has length 1 and the same code
 runs. (`pmap` is in maintenance mode; this is its jit-native replacement.)
+
+Two meshes: inference (`data_mesh`, `shard`, `map_batches`) uses this process's own devices
+(in a multi-process run each process works on its own shard of the inputs); training
+(`global_mesh`, `shard_global`, `to_host`) uses every process's devices as one mesh: each
+process computes the same round of batches, hands its devices' part to
+`jax.make_array_from_process_local_data`, and XLA all-reduces the gradients across hosts.
 """
 
 from __future__ import annotations
@@ -37,6 +43,38 @@ def n_data_shards() -> int:
 def shard(stacked):
     """Puts a pytree with a leading [n_shards] axis on the mesh, split along that axis."""
     return jax.device_put(stacked, NamedSharding(data_mesh(), PartitionSpec(DATA_AXIS)))
+
+
+@functools.cache
+def global_mesh() -> Mesh:
+    """A 1-D mesh over the devices of every process (= `data_mesh` for one process)."""
+    return Mesh(np.array(jax.devices()), (DATA_AXIS,))
+
+
+def shard_global(stacked):
+    """A round [n_shards, ...], the same on every process, as arrays over `global_mesh`.
+
+    Each process contributes the shards of its own devices (the mesh lists process 0's
+    devices first, then process 1's, ...).
+    """
+    sharding = NamedSharding(global_mesh(), PartitionSpec(DATA_AXIS))
+    if jax.process_count() == 1:
+        return jax.device_put(stacked, sharding)
+    n = jax.tree.leaves(stacked)[0].shape[0]
+    per = n // jax.process_count()
+    mine = slice(jax.process_index() * per, (jax.process_index() + 1) * per)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)[mine]), stacked
+    )
+
+
+def to_host(array) -> np.ndarray:
+    """A (possibly multi-process) array as one numpy array on every process."""
+    if jax.process_count() == 1 or getattr(array, "is_fully_replicated", True):
+        return np.asarray(array)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
 
 
 def unstack(tree, n: int) -> list:

@@ -1,4 +1,4 @@
-"""Process-level settings: JAX's persistent compilation cache, quiet XLA logs.
+"""Process-level settings: JAX's persistent compilation cache.
 
 A fresh Python process compiles every jitted function again; on 2 CPU cores that is most of
 the time of ``dtnn predict one.cif``. `enable_compilation_cache` points JAX's persistent
@@ -63,9 +63,3 @@ def enable_compilation_cache() -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS_CACHED)
     return directory
-
-
-def quiet_xla_logs() -> None:
-    """Hides XLA's C++ info/warning lines (e.g. ``slow_operation_alarm``) unless the user set
-    ``TF_CPP_MIN_LOG_LEVEL``; must run before JAX's backend starts."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -13,14 +13,12 @@ class CommandError(Exception):
 
 
 def prepare_runtime() -> None:
-    """Quiet XLA logs and log the library's notes ("resuming from epoch N") to stderr.
+    """Log the library's notes ("resuming from epoch N") to stderr (``import dtnn_jax``
+    already quieted XLA's C++ logs).
 
     The commands that run JAX turn on the persistent compilation cache themselves
     (`dtnn_jax.runtime.enable_compilation_cache`), so ``dtnn data`` never imports JAX.
     """
-    from dtnn_jax.runtime import quiet_xla_logs
-
-    quiet_xla_logs()
     logger = logging.getLogger("dtnn_jax")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
+from dtnn_jax.cli.common import CommandError
 from dtnn_jax.constants import DEFAULT_ENCODER, DEFAULT_ENCODER_LAYER
+from dtnn_jax.distributed import add_arguments as add_distributed_arguments
 
 # array names of the output besides the per-crystal features
 RESERVED_KEYS = ("irreps", "layer", "files", "energy_ev", "encoder")
@@ -37,7 +41,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out", default="features.npz", help="output .npz (default features.npz; .npz added)"
     )
+    p.add_argument("--shard", default=None, metavar="I/N", help="featurize only shard I of N")
+    p.add_argument("--merge", action="store_true", help="merge the shards of --out")
     add_input_arguments(p)
+    add_distributed_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -59,7 +66,8 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dtnn_jax.cli.common import CommandError, positive, writable_file
+    from dtnn_jax.cli.common import positive, writable_file
+    from dtnn_jax.inputs import input_item
 
     positive("--max-atoms", args.max_atoms)
     out = Path(args.out)
@@ -67,11 +75,27 @@ def run(args: argparse.Namespace) -> int:
         out = out.with_name(out.name + ".npz")
     writable_file(out, "--out")
 
+    from dtnn_jax import distributed, shards
+
+    unique = list(dict.fromkeys(args.files))
+    for path in unique:
+        if args.files.count(path) > 1:
+            print(
+                f"note: {path} given {args.files.count(path)} times; featurized once",
+                file=sys.stderr,
+            )
+    identity = {"n_items": len(unique), "fingerprint": shards.fingerprint(unique)}
+    identity |= {"encoder": args.encoder.lower(), "layer": args.layer}
+    if args.merge:
+        return _merge(out, identity)
+    group = distributed.initialize_from_args(args)
+    shard = shards.parse_shard(args.shard) if args.shard else None
+    if shard is None and group.count > 1:
+        shard = (group.index, group.count)
+
     from dtnn_jax.runtime import enable_compilation_cache
 
     enable_compilation_cache()
-    import numpy as np
-
     from dtnn_jax.encoder import get_encoder
     from dtnn_jax.encoder.features import layer_features
     from dtnn_jax.inputs import prepare_inputs
@@ -81,41 +105,109 @@ def run(args: argparse.Namespace) -> int:
         irreps = encoder.layer_irreps(args.layer)  # validates the layer before any work
     except ValueError as err:
         raise CommandError(str(err)) from err
-    unique = list(dict.fromkeys(args.files))
-    for path in unique:
-        if args.files.count(path) > 1:
-            print(
-                f"note: {path} given {args.files.count(path)} times; featurized once",
-                file=sys.stderr,
-            )
-    graphs, names, failed = [], [], 0
-    crystals = prepare_inputs(unique, encoder, args.max_atoms, args.allow_isolated)
+    mine = unique
+    if shard is not None:
+        positions = distributed.shard_indices(len(unique), distributed.ProcessGroup(*shard))
+        mine = [input_item(unique[i], i) for i in positions]
+    graphs, names, positions_done, failed = [], [], [], []
+    crystals = prepare_inputs(mine, encoder, args.max_atoms, args.allow_isolated)
     for crystal in crystals:
         error = crystal.error
         if crystal.source in RESERVED_KEYS:
             error = "this name is reserved in the output .npz"
         if error is not None:
             print(f"error: {crystal.source}: {error}", file=sys.stderr)
-            failed += 1
+            failed.append(crystal.source)
             continue
         if crystal.warning:
             print(f"warning: {crystal.source}: {crystal.warning}", file=sys.stderr)
         graphs.append(crystal.graph)
         names.append(crystal.source)
-    if not graphs:
-        raise CommandError(f"none of the {failed} input crystal(s) could be featurized")
-    features, energies = layer_features(encoder, graphs, args.layer, progress=len(graphs) > 32)
-    np.savez(
-        out,
-        **dict(zip(names, features, strict=True)),
-        irreps=np.array(irreps),
-        layer=np.array(args.layer),
-        encoder=np.array(encoder.key),
-        files=np.array(names, dtype=str),
-        energy_ev=energies,
+        positions_done.append(crystal.position)
+    features, energies = [], np.zeros(0)
+    if graphs:
+        features, energies = layer_features(encoder, graphs, args.layer, progress=len(graphs) > 32)
+    result = Featurized(names, positions_done, features, energies, failed, irreps, encoder.key)
+    if shard is None:
+        return result.write(out, args.layer, encoder.name)
+    index, count = shard
+    shards.write_array_shard(
+        out.parent,
+        f"featurize-{out.stem}",
+        index,
+        count,
+        {**identity, **result.meta()},
+        result.arrays(),
     )
-    print(
-        f"wrote {len(names)} crystals ({encoder.name} layer {args.layer}, {irreps}) to {out}; "
-        f"{failed} failed"
+    print(f"shard {index}/{count}: {len(names)} crystals written to {out.parent}/shards/")
+    if group.count == 1:
+        print(f"merge the {count} shards with: dtnn featurize FILES... --merge --out {out}")
+        return 1 if failed else 0
+    distributed.barrier("dtnn-featurize-shards-written", args.distributed_timeout)
+    return _merge(out, identity) if group.is_main else (1 if failed else 0)
+
+
+class Featurized:
+    """The features of some crystals, as written to the output .npz (or a shard of it)."""
+
+    def __init__(self, names, positions, features, energies, failed, irreps, encoder_key):
+        self.names, self.positions, self.features = list(names), list(positions), list(features)
+        self.energies = np.asarray(energies, np.float64)
+        self.failed, self.irreps, self.encoder_key = list(failed), irreps, encoder_key
+
+    def meta(self) -> dict:
+        return {
+            "names": self.names,
+            "positions": self.positions,
+            "failed": self.failed,
+            "irreps": self.irreps,
+            "encoder_key": self.encoder_key,
+        }
+
+    def arrays(self) -> dict:
+        return {f"c{k}": f for k, f in enumerate(self.features)} | {"energy_ev": self.energies}
+
+    def write(self, out, layer: int, encoder_name: str) -> int:
+        if not self.names:
+            raise CommandError(
+                f"none of the {len(self.failed)} input crystal(s) could be featurized"
+            )
+        np.savez(
+            out,
+            **dict(zip(self.names, self.features, strict=True)),
+            irreps=np.array(self.irreps),
+            layer=np.array(layer),
+            encoder=np.array(self.encoder_key),
+            files=np.array(self.names, dtype=str),
+            energy_ev=self.energies,
+        )
+        print(
+            f"wrote {len(self.names)} crystals ({encoder_name} layer {layer}, {self.irreps}) "
+            f"to {out}; {len(self.failed)} failed"
+        )
+        return 1 if self.failed else 0
+
+
+def _merge(out, identity: dict) -> int:
+    """Merges the shards of ``out`` in input order into the single-process result."""
+    from dtnn_jax import shards
+
+    records = shards.read_shards(out.parent, f"featurize-{out.stem}", identity)
+    parts = []  # (position, order within its shard, name, features, energy)
+    failed = []
+    for record in records:
+        arrays = shards.read_shard_arrays(out.parent, record)
+        failed += record["failed"]
+        for k, (name, pos) in enumerate(zip(record["names"], record["positions"], strict=True)):
+            parts.append((pos, k, name, arrays[f"c{k}"], arrays["energy_ev"][k]))
+    parts.sort(key=lambda p: (p[0], p[1]))
+    merged = Featurized(
+        [p[2] for p in parts],
+        [p[0] for p in parts],
+        [p[3] for p in parts],
+        [p[4] for p in parts],
+        failed,
+        records[0]["irreps"],
+        records[0]["encoder_key"],
     )
-    return 1 if failed else 0
+    return merged.write(out, identity["layer"], identity["encoder"])

@@ -6,7 +6,10 @@ of the electronic tensor, as a table, JSON or CSV. Directories are read for stru
 (known suffixes, POSCAR/CONTCAR); a file with several crystals (multi-frame extxyz,
 multi-block CIF) gives one result per crystal, named FILE#k or FILE#BLOCK. An input that
 cannot be used gets an error record naming it and the reason; the others are still
-predicted and printed.
+predicted and printed. Under N processes (--coordinator/--num-processes/--process-id, JAX's
+variables or a SLURM step) every process predicts its round-robin share of the files and
+writes it to shards/ beside --output (else ./dtnn-predict-shards/shards/); process 0 prints
+or writes the merged result, in input order.
 
 Exit status: 0 all inputs predicted, 1 some input failed, 2 unusable arguments or model.
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 from dtnn_jax.cli.common import plain
 from dtnn_jax.cli.featurize import add_input_arguments
 from dtnn_jax.constants import TARGETS
+from dtnn_jax.distributed import add_arguments as add_distributed_arguments
 
 FORMATS = ("table", "json", "csv")
 _COMPONENTS = ("xx", "xy", "xz", "yx", "yy", "yz", "zx", "zy", "zz")
@@ -56,6 +60,7 @@ def register(subparsers) -> None:
         help="average over the crystal and its inverted image (O(3)-equivariant; 2x cost)",
     )
     add_input_arguments(p)
+    add_distributed_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -100,6 +105,7 @@ def _error_record(source: str, error: str) -> dict:
         "formula": None,
         "error": error,
         "warning": None,
+        "position": -1,
         "refractive_index": None,
         "targets": {},
     }
@@ -201,6 +207,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(
             "nothing to predict: " + "; ".join(f"{r['source']}: {r['error']}" for r in empty)
         )
+    from dtnn_jax import distributed, shards
+
+    group = distributed.initialize_from_args(args)
+    shard_dir = output.parent if output is not None else Path("dtnn-predict-shards")
+    identity = {"n_items": len(inputs), "fingerprint": shards.fingerprint(map(str, inputs))}
     from dtnn_jax.runtime import enable_compilation_cache
 
     enable_compilation_cache()
@@ -210,15 +221,30 @@ def run(args: argparse.Namespace) -> int:
             f"model {model.name} has no {args.target!r} model (it has {', '.join(model.targets)})"
         )
     targets = model.targets if args.target == "all" else (args.target,)
-    records = empty + predict_records(
+    mine = inputs
+    if group.count > 1:  # each process its round-robin shard; process 0 merges
+        from dtnn_jax.inputs import input_item
+
+        mine = [input_item(inputs[i], i) for i in distributed.shard_indices(len(inputs))]
+    records = predict_records(
         model,
-        inputs,
+        mine,
         targets,
         progress=args.progress,
         inversion_average=args.inversion_average,
         max_atoms=args.max_atoms,
         allow_isolated=args.allow_isolated,
     )
+    if group.count > 1:
+        meta = {**identity, "model": model.name}
+        shards.write_shard(shard_dir, "predict", group.index, group.count, meta, records)
+        distributed.barrier("dtnn-predict-shards-written", args.distributed_timeout)
+        if not group.is_main:
+            return 0
+        parts = shards.read_shards(shard_dir, "predict", {**identity, "model": model.name})
+        records = [r for part in parts for r in part["payload"]]
+        records.sort(key=lambda r: r["position"])  # stable: a file's crystals in file order
+    records = empty + records
     if args.format == "json":
         text = json.dumps({"model": model.name, "crystals": records}, indent=1) + "\n"
     elif args.format == "csv":

@@ -8,6 +8,12 @@ FOM = band gap x eps_poly; without them it ranks eps_poly only, and says so. Lik
 are not ranked as dielectrics unless --rank-metals is given. Writes a ranked CSV, a summary,
 the element frequencies of the top K and plots to --out.
 
+Under N processes (--coordinator/--num-processes/--process-id, JAX's variables or a SLURM
+step) every process screens its own round-robin shard of the pool and writes it to
+OUT/shards; process 0 merges them into one ranked CSV, summary and plot set, identical to a
+single-process run. A shard can be (re)computed alone with --shard I/N, and the shards
+merged with --merge.
+
 Exit status: 0 all crystals predicted, 1 some failed, 2 unusable arguments, pool or model.
 """
 
@@ -20,6 +26,7 @@ from pathlib import Path
 from dtnn_jax.cli.common import plain
 from dtnn_jax.cli.featurize import add_input_arguments
 from dtnn_jax.constants import TARGETS
+from dtnn_jax.distributed import add_arguments as add_distributed_arguments
 
 
 def register(subparsers) -> None:
@@ -50,7 +57,10 @@ def register(subparsers) -> None:
         "--rank-metals", action="store_true", help="rank likely metals too (not recommended)"
     )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--shard", default=None, metavar="I/N", help="screen only shard I of N")
+    s.add_argument("--merge", action="store_true", help="merge the shards in --out, rank them")
     add_input_arguments(s)
+    add_distributed_arguments(s)
     s.set_defaults(func=run)
 
 
@@ -76,32 +86,59 @@ def run(args: argparse.Namespace) -> int:
         band_gaps = read_band_gaps(existing_file(args.band_gaps, "--band-gaps"))
     out = writable_dir(args.out, "--out")
 
+    from dtnn_jax import distributed, shards
     from dtnn_jax.cli.predict import load_model_or_fail
     from dtnn_jax.inference.pool import pool_items
-    from dtnn_jax.inference.screening import screen
+    from dtnn_jax.inference.screening import merge_screen, screen
     from dtnn_jax.runtime import enable_compilation_cache
+
+    pool = files if args.pool != "shipped" else "shipped"
+    if args.limit is not None:
+        items, _ = pool_items(pool)
+        pool = list(itertools.islice(items, args.limit))
+    ranking = {
+        "band_gaps": band_gaps,
+        "top_k": args.top,
+        "target": args.target,
+        "rank_metals": args.rank_metals,
+    }
+    if args.merge:
+        return _report(merge_screen(out, pool, **ranking), out, args.target)
+    group = distributed.initialize_from_args(args)
+    shard = shards.parse_shard(args.shard) if args.shard else None
+    if shard is None and group.count > 1:
+        shard = (group.index, group.count)
 
     enable_compilation_cache()
     model = load_model_or_fail(args.model)
     if args.target not in model.targets:
         raise CommandError(f"model {model.name} has no {args.target!r} model")
-    pool = files if args.pool != "shipped" else "shipped"
-    if args.limit is not None:
-        items, _ = pool_items(pool)
-        pool = list(itertools.islice(items, args.limit))
     summary = screen(
         pool,
         model,
         out,
-        band_gaps=band_gaps,
-        top_k=args.top,
-        target=args.target,
+        **ranking,
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
-        rank_metals=args.rank_metals,
         max_atoms=args.max_atoms,
         allow_isolated=args.allow_isolated,
+        shard=shard,
     )
+    if shard is not None:
+        index, count = shard
+        print(f"shard {index}/{count}: {summary['n_rows']} crystals written to {out}/shards/")
+        if group.count == 1:  # an explicit --shard: the user merges
+            print(f"merge the {count} shards with: dtnn screen {args.pool} --merge --out {out}")
+            return 0
+        distributed.barrier("dtnn-screen-shards-written", args.distributed_timeout)
+        if not group.is_main:
+            return 0
+        summary = merge_screen(out, pool, **ranking)
+    return _report(summary, out, args.target)
+
+
+def _report(summary: dict, out, target: str) -> int:
+    """Prints the summary of a ranked screen; returns the exit status."""
     print(
         f"screened {summary['n_pool']} crystals with {summary['model']}: "
         f"{summary['n_predicted']} predicted, {summary['n_failed']} failed, "
@@ -111,10 +148,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {summary['note']}")
     if summary["uses_fom"] and summary["n_without_band_gap"]:
         print(f"{summary['n_without_band_gap']} predicted crystals have no band gap (unranked)")
-    score_name = "FOM (eV)" if summary["uses_fom"] else f"eps_poly ({args.target})"
+    score_name = "FOM (eV)" if summary["uses_fom"] else f"eps_poly ({target})"
     print(f"  {'rank':>4}  {'id':<24} {'formula':<14} {score_name:>10}")
     for entry in summary["top_k"][:10]:
-        score = entry["fom"] if summary["uses_fom"] else entry[f"eps_poly_{args.target}"]
+        score = entry["fom"] if summary["uses_fom"] else entry[f"eps_poly_{target}"]
         print(f"  {entry['rank']:>4}  {entry['id']:<24} {entry['formula']:<14} {score:10.3f}")
     for f in summary["failures"]:
         print(f"dtnn screen: {f['source']}: {f['error']}", file=sys.stderr)

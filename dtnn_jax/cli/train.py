@@ -13,7 +13,9 @@ mean-predictor and ridge baselines, and writes under --workdir:
   parity_TARGET.png         predicted vs DFT components of the test crystals
 
 A rerun with the same --workdir resumes interrupted runs; a changed setting is refused
-unless --restart is given.
+unless --restart is given. Under N processes (--coordinator/--num-processes/--process-id,
+JAX's variables or a SLURM step) training is data-parallel over every process's devices
+(one mesh; XLA reduces the gradients); process 0 writes checkpoints and results.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 
 from dtnn_jax.cli.common import plain
 from dtnn_jax.constants import DEFAULT_ENCODER, DEFAULT_ENCODER_LAYER, OUTPUT_MAPS, TARGETS
+from dtnn_jax.distributed import add_arguments as add_distributed_arguments
 
 
 def register(subparsers) -> None:
@@ -81,7 +84,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only the first N records")
     p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/dtnn_jax)")
     p.add_argument("--restart", action="store_true", help="discard checkpoints in --workdir")
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        help="split each step's batch over this many devices (default: one per device of "
+        "all processes); fix it to resume on another number of processes or devices",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_distributed_arguments(p)
 
 
 def config_from_args(args: argparse.Namespace, target: str, seed: int):
@@ -97,6 +108,8 @@ def config_from_args(args: argparse.Namespace, target: str, seed: int):
         train = dataclasses.replace(train, max_epochs=args.max_epochs)
     if args.no_progress:
         train = dataclasses.replace(train, progress_bar=False)
+    if args.shards is not None:
+        train = dataclasses.replace(train, shards=args.shards)
     readout = dataclasses.replace(config.readout, use_edges=not args.simple)
     if args.output_map is not None:
         readout = dataclasses.replace(readout, output_map=args.output_map)
@@ -108,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     positive("--limit", args.limit)
     positive("--max-epochs", args.max_epochs)
+    positive("--shards", args.shards)
     seeds = args.seeds if args.seeds is not None else [args.seed]
     if len(set(seeds)) != len(seeds):
         raise CommandError(f"--seeds repeats a seed: {seeds}")
@@ -122,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
     from dtnn_jax.runtime import enable_compilation_cache
 
     enable_compilation_cache()
+    from dtnn_jax import distributed
+
+    group = distributed.initialize_from_args(args)
     from dtnn_jax.data import load_labelled, load_petousis2017
     from dtnn_jax.encoder.features import graphs_with_features
     from dtnn_jax.training.experiment import run_experiment
@@ -159,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
                 f"ridge {base['ridge_isotropic']['mae_tensor']:.3f}) "
                 f"in {summary['wall_time_s']:.0f} s"
             )
+    if not group.is_main:  # process 0 writes the report and the bundle
+        return 0
     write_report(results, workdir)
     bundle = export_bundle(
         workdir,

@@ -58,6 +58,7 @@ class CrystalPrediction:
         aliases: other names a side table may use for it (e.g. its file name).
         info: what the input already knew (band gap, e_above_hull, sources, ...).
         warning: None, or why the prediction may not mean what it seems (e.g. a slab).
+        position: the index of the input it came from (see `dtnn_jax.inputs.CrystalInput`).
     """
 
     id: str
@@ -70,6 +71,7 @@ class CrystalPrediction:
     aliases: tuple[str, ...] = ()
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     warning: str | None = None
+    position: int = -1
 
     @property
     def ok(self) -> bool:
@@ -84,6 +86,7 @@ class CrystalPrediction:
             "formula": self.formula or None,
             "error": self.error,
             "warning": self.warning,
+            "position": self.position,
             "refractive_index": _finite_or_none(self.refractive_index),
             "targets": {
                 t: {
@@ -134,6 +137,7 @@ def _records(model, crystals: list[CrystalInput], prediction) -> list[CrystalPre
                 aliases=crystal.aliases,
                 info=crystal.info,
                 warning=crystal.warning,
+                position=crystal.position,
             )
         )
     return out

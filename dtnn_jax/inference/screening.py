@@ -38,11 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from dtnn_jax.distributed import ProcessGroup, shard_indices
 from dtnn_jax.errors import InputError
 from dtnn_jax.inference import screening_report as report
 from dtnn_jax.inference.pool import BandGapFileError, pool_items
 from dtnn_jax.inference.records import DEFAULT_CHUNK, CrystalPrediction, predict_crystals
 from dtnn_jax.metrics import rank_order
+from dtnn_jax.shards import ShardError, fingerprint, read_shards, write_shard
 
 
 def screening_row(record: CrystalPrediction) -> dict[str, Any]:
@@ -53,11 +55,14 @@ def screening_row(record: CrystalPrediction) -> dict[str, Any]:
         "source": record.source,
         "formula": record.formula,
         "elements": record.elements,
-        "aliases": record.aliases,
+        "aliases": list(record.aliases),
         "error": record.error,
         "warning": record.warning,
         "e_above_hull_ev": float(info.get("e_above_hull_ev", float("nan"))),
         "sources": " ".join(info.get("sources", ())),
+        "record_band_gap_ev": float(info.get("band_gap_ev", float("nan"))),
+        "charge_balanced": info.get("charge_balanced"),
+        "position": record.position,
     }
     for t, p in record.targets.items():
         row[f"eps_poly_{t}"] = p.eps_poly
@@ -66,6 +71,14 @@ def screening_row(record: CrystalPrediction) -> dict[str, Any]:
         if t == "electronic":
             row["refractive_index"] = record.refractive_index
     return row
+
+
+def _model_info(model) -> dict[str, Any]:
+    return {
+        "model": model.name,
+        "targets": list(model.targets),
+        "ensemble_size": {t: model.ensemble_size(t) for t in model.targets},
+    }
 
 
 def screen(
@@ -81,6 +94,7 @@ def screen(
     rank_metals: bool = False,
     max_atoms: int | None = None,
     allow_isolated: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> dict:
     """Predicts a pool in chunks, ranks it and writes the ranked CSV, plots and summaries.
 
@@ -97,9 +111,13 @@ def screen(
         budget: optional `BatchBudget` for the model.
         rank_metals: also rank crystals that are likely metals (see the module docstring).
         max_atoms, allow_isolated: options of the input pass (`dtnn_jax.inputs`).
+        shard: ``(I, N)``: predict only the I-th of N round-robin shards of the pool and
+            write its rows to ``out_dir/shards`` (`dtnn_jax.shards`); `merge_screen` then
+            ranks the whole pool. The result equals an unsharded run.
 
     Returns:
-        The summary dict also written to ``summary.json``.
+        The summary dict also written to ``summary.json`` (with ``shard``: the shard's
+        counts).
     """
     from tqdm.auto import tqdm
 
@@ -112,12 +130,18 @@ def screen(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     items, size = pool_items(pool)
+    if (band_gaps is not None or shard is not None) and size is not None:
+        items = list(items)  # items only reference structures/paths: cheap
     if band_gaps is not None and size is not None:
         # a sized pool's ids are known before any prediction: fail fast on a wrong table
-        items = list(items)  # items only reference structures/paths: cheap
         names = {name for item in items for name in (item.id, *item.aliases)}
         if items and not names & set(band_gaps):
             raise _no_match_error(items[0].id, band_gaps)
+    if shard is not None:
+        if size is None:
+            raise ValueError("a sharded screen needs a pool of known size (a directory, a list)")
+        items = [items[i] for i in shard_indices(len(items), ProcessGroup(*shard))]
+        size = len(items)
     rows: list[dict] = []
     with tqdm(total=size, disable=not progress, desc="screen", unit="crystal") as bar:
         records = predict_crystals(
@@ -129,26 +153,81 @@ def screen(
             allow_isolated=allow_isolated,
         )
         for record in records:
-            row = screening_row(record)
-            row["band_gap_ev"] = _known_gap(record, band_gaps)
-            row["likely_metal"], reason = metal_verdict(record, row["band_gap_ev"])
-            excluded = row["likely_metal"] and not rank_metals
-            row["excluded"] = f"likely metal: {reason}" if excluded else None
-            rows.append(row)
+            rows.append(screening_row(record))
             bar.update(1)
+    if shard is not None:
+        meta = {**_model_info(model), **_pool_identity(pool)}
+        write_shard(out_dir, "screen", *shard, meta, rows)
+        return {"shard": list(shard), "n_rows": len(rows), **meta}
     if not rows:
         raise InputError(f"the pool {pool!s:.200} holds no structures")
-    matched = sum(
-        1 for r in rows if band_gaps and any(n in band_gaps for n in (r["id"], *r["aliases"]))
-    )
+    return rank_and_report(rows, _model_info(model), out_dir, band_gaps, top_k, target, rank_metals)
+
+
+def _pool_identity(pool) -> dict[str, Any]:
+    """What every shard of one pool agrees on: its size and a hash of its names."""
+    items = list(pool_items(pool)[0])
+    return {"n_items": len(items), "fingerprint": fingerprint(i.source for i in items)}
+
+
+def merge_screen(
+    out_dir: str | os.PathLike,
+    pool,
+    band_gaps: Mapping[str, float] | None = None,
+    top_k: int = 50,
+    target: str = "total",
+    rank_metals: bool = False,
+) -> dict:
+    """Ranks the rows of every shard written by ``screen(..., shard=(I, N))``.
+
+    Raises:
+        ShardError: a shard is missing, duplicated, or of another pool or model.
+    """
+    expect = _pool_identity(pool)
+    shards = read_shards(out_dir, "screen", expect, uniform=("model", "targets"))
+    info = {k: shards[0][k] for k in ("model", "targets", "ensemble_size")}
+    rows = [r for s in shards for r in s["payload"]]  # each shard in input order
+    rows.sort(key=lambda r: r["position"])  # stable: a file's crystals stay in file order
+    if sorted(set(r["position"] for r in rows)) != list(range(expect["n_items"])):
+        raise ShardError(f"{out_dir}: the shards do not cover the pool exactly once")
+    return rank_and_report(rows, info, Path(out_dir), band_gaps, top_k, target, rank_metals)
+
+
+def annotate(rows: list[dict], band_gaps, target: str, rank_metals: bool) -> None:
+    """Band gap, metal verdict, exclusion and FOM of every row, in place."""
     for row in rows:
-        gap = row["band_gap_ev"]
+        gap = row["record_band_gap_ev"]
+        if band_gaps is not None:
+            gap = next(
+                (float(band_gaps[n]) for n in (row["id"], *row["aliases"]) if n in band_gaps),
+                gap,
+            )
+        row["band_gap_ev"] = gap
+        row["likely_metal"], reason = metal_verdict(row["formula"], gap, row["charge_balanced"])
+        excluded = row["likely_metal"] and not rank_metals
+        row["excluded"] = f"likely metal: {reason}" if excluded else None
         poly = row.get(f"eps_poly_{target}", float("nan"))
         row["fom"] = gap * poly if row["error"] is None else float("nan")
         row["fom_std"] = gap * row.get(f"eps_poly_{target}_std", float("nan"))
+
+
+def rank_and_report(
+    rows: list[dict],
+    info: dict[str, Any],
+    out_dir: Path,
+    band_gaps: Mapping[str, float] | None,
+    top_k: int,
+    target: str,
+    rank_metals: bool,
+) -> dict:
+    """Ranks predicted rows (input order) and writes the CSV, plots and summary."""
+    annotate(rows, band_gaps, target, rank_metals)
+    matched = sum(
+        1 for r in rows if band_gaps and any(n in band_gaps for n in (r["id"], *r["aliases"]))
+    )
     if band_gaps is not None and matched == 0:
         raise _no_match_error(rows[0]["id"], band_gaps)
-
+    targets = info["targets"]
     ok = np.array([r["error"] is None for r in rows])
     ranked_ok = ok & np.array([r["excluded"] is None for r in rows])
     poly = np.array([r.get(f"eps_poly_{target}", np.nan) for r in rows])
@@ -165,7 +244,7 @@ def screen(
         finite = np.isfinite(aniso[i]) and ranked_ok[i]
         rows[i]["rank_anisotropy"] = int(aniso_rank[i]) if finite else None
     ranked = [rows[i] for i in order]
-    report.write_ranked_csv(ranked, model.targets, out_dir / "ranked.csv")
+    report.write_ranked_csv(ranked, targets, out_dir / "ranked.csv")
 
     ranked_ok_rows = [r for r in ranked if r["rank"] is not None]
     top = ranked_ok_rows[:top_k]
@@ -175,7 +254,7 @@ def screen(
     report.plot_element_frequency(frequency, out_dir / "element_frequency.png")
     plots = ["element_frequency.png"]
     if use_fom:
-        report.plot_eps_vs_band_gap(rows, model.targets, out_dir / "eps_vs_band_gap.png")
+        report.plot_eps_vs_band_gap(rows, targets, out_dir / "eps_vs_band_gap.png")
         plots.append("eps_vs_band_gap.png")
     report.plot_score_distribution(
         primary[np.isfinite(primary)],
@@ -200,9 +279,7 @@ def screen(
             "the rule is in dtnn_jax.inference.screening; --rank-metals ranks them too)"
         )
     summary = {
-        "model": model.name,
-        "targets": list(model.targets),
-        "ensemble_size": {t: model.ensemble_size(t) for t in model.targets},
+        **info,
         "ranking": ranking_key,
         "uses_fom": use_fom,
         "note": "; ".join(notes) or None,
@@ -233,25 +310,17 @@ def screen(
     return summary
 
 
-def _known_gap(record: CrystalPrediction, band_gaps: Mapping[str, float] | None) -> float:
-    """The band gap (eV) from the table (by id or alias), else the pool's record, else NaN."""
-    if band_gaps is not None:
-        for name in (record.id, *record.aliases):
-            if name in band_gaps:
-                return float(band_gaps[name])
-    return float(record.info.get("band_gap_ev", float("nan")))
-
-
-def metal_verdict(record: CrystalPrediction, band_gap_ev: float) -> tuple[bool, str]:
-    """(likely metal?, why) for a predicted crystal, by `dtnn_jax.data.records.likely_metal`."""
+def metal_verdict(
+    formula: str, band_gap_ev: float, balanced: bool | None = None
+) -> tuple[bool, str]:
+    """(likely metal?, why) for a crystal, by `dtnn_jax.data.records.likely_metal`."""
     from dtnn_jax.data.records import likely_metal
 
-    if not record.formula:
+    if not formula:
         return False, ""
     if math.isfinite(band_gap_ev):
         return band_gap_ev <= 0, f"band gap {band_gap_ev:g} eV"
-    balanced = record.info.get("charge_balanced")
-    metal = likely_metal(record.formula, balanced=balanced)
+    metal = likely_metal(formula, balanced=balanced)
     return metal, (
         "no band gap known, and no charge-balanced ionic formula with an N/O/F/Cl/Br/I/S/Se/"
         "Te/H anion or a closed-shell metal"

@@ -164,6 +164,53 @@ class EquivariantBlock(nn.Module):
         return scalars + new_s, vectors + gated_v, tensors + gated_t
 
 
+def bond_moments(graph: jraph.GraphsTuple, config: ReadoutConfig) -> BondMoments:
+    """Per-atom sums of the fixed radial basis over bonds (see `BondMoments`)."""
+    n_node = graph.nodes["positions"].shape[0]
+    vec = edge_vectors(graph)  # [n_edge, 3]
+    unit = unit_vectors(vec, safe_norm(vec))  # [n_edge, 3]
+    mask = edge_mask(graph).astype(vec.dtype)  # [e]
+    radial = graph.edges["radial"]  # [e, n_radial]
+    if radial.shape[-1] != config.n_radial:
+        raise ValueError(
+            f"edges['radial'] has {radial.shape[-1]} columns, "
+            f"ReadoutConfig.n_radial is {config.n_radial}"
+        )
+    basis = jnp.concatenate([radial, jnp.ones_like(radial[:, :1])], axis=-1)  # [e, K]
+    basis = basis * (mask / config.avg_num_neighbors)[:, None]
+    scalars = jax.ops.segment_sum(basis, graph.receivers, n_node)  # [n, K]
+    vectors = jax.ops.segment_sum(  # [n, K, 3]
+        basis[:, :, None] * unit[:, None, :], graph.receivers, n_node
+    )
+    return BondMoments(scalars, vectors)
+
+
+def equivariant_trunk(
+    cfg: ReadoutConfig, graph: jraph.GraphsTuple, deterministic: bool
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """The embedding and equivariant blocks shared by the readout heads.
+
+    Called inside a parent module's compact ``__call__`` (its submodules belong to that
+    parent, with the names the DTNN readout has always had).
+
+    Returns:
+        Per-atom scalars [n, W], vectors [n, Cv, 3] and symmetric tensors [n, Ct, 3, 3].
+    """
+    atoms = split_irreps(graph.nodes["features"], cfg.input_irreps)
+    # The authors symmetrise their rank-2 inputs; ours are symmetric already (l = 2),
+    # so this is a no-op kept for inputs that are not.
+    tensors_in = 0.5 * (atoms.tensors + jnp.swapaxes(atoms.tensors, -1, -2))
+    scalars = nn.Dense(cfg.width, name="scalar_embed")(atoms.scalars)  # [n, W]
+    vectors = ChannelLinear(cfg.vector_channels, name="vector_embed")(atoms.vectors)
+    tensors = ChannelLinear(cfg.tensor_channels, name="tensor_embed")(tensors_in)
+    bonds = bond_moments(graph, cfg) if cfg.use_edges else None
+    for k in range(cfg.n_blocks):
+        scalars, vectors, tensors = EquivariantBlock(cfg, name=f"block_{k}")(
+            scalars, vectors, tensors, bonds, deterministic
+        )
+    return scalars, vectors, tensors
+
+
 class DTNN(nn.Module):
     """DTNN readout: input embedding, equivariant blocks, rank-2 readout, mean over atoms.
 
@@ -180,20 +227,7 @@ class DTNN(nn.Module):
         """[n_graph, 3, 3] per graph, before the output map (`dtnn_jax.models.scaling`)."""
         cfg = self.config
         features = graph.nodes["features"]  # [n, D]
-        atoms = split_irreps(features, cfg.input_irreps)
-
-        # The authors symmetrise their rank-2 inputs; ours are symmetric already (l = 2),
-        # so this is a no-op kept for inputs that are not.
-        tensors_in = 0.5 * (atoms.tensors + jnp.swapaxes(atoms.tensors, -1, -2))
-        scalars = nn.Dense(cfg.width, name="scalar_embed")(atoms.scalars)  # [n, W]
-        vectors = ChannelLinear(cfg.vector_channels, name="vector_embed")(atoms.vectors)
-        tensors = ChannelLinear(cfg.tensor_channels, name="tensor_embed")(tensors_in)
-
-        bonds = self._bond_moments(graph) if cfg.use_edges else None
-        for k in range(cfg.n_blocks):
-            scalars, vectors, tensors = EquivariantBlock(cfg, name=f"block_{k}")(
-                scalars, vectors, tensors, bonds, deterministic
-            )
+        scalars, vectors, tensors = equivariant_trunk(cfg, graph, deterministic)
 
         # Readout (eqs. 24-27): gated MLP -> s, channel compression -> v, T.
         head = [cfg.width] * (cfg.mlp_layers - 1) + [1]
@@ -207,25 +241,6 @@ class DTNN(nn.Module):
         per_atom = s[:, None, None] * eye + v[:, :, None] * v[:, None, :] + t  # [n, 3, 3]
 
         return crystal_mean(per_atom, graph)  # [n_graph, 3, 3], the tensor is intensive
-
-    def _bond_moments(self, graph: jraph.GraphsTuple) -> BondMoments:
-        n_node = graph.nodes["positions"].shape[0]
-        vec = edge_vectors(graph)  # [n_edge, 3]
-        unit = unit_vectors(vec, safe_norm(vec))  # [n_edge, 3]
-        mask = edge_mask(graph).astype(vec.dtype)  # [e]
-        radial = graph.edges["radial"]  # [e, n_radial]
-        if radial.shape[-1] != self.config.n_radial:
-            raise ValueError(
-                f"edges['radial'] has {radial.shape[-1]} columns, "
-                f"ReadoutConfig.n_radial is {self.config.n_radial}"
-            )
-        basis = jnp.concatenate([radial, jnp.ones_like(radial[:, :1])], axis=-1)  # [e, K]
-        basis = basis * (mask / self.config.avg_num_neighbors)[:, None]
-        scalars = jax.ops.segment_sum(basis, graph.receivers, n_node)  # [n, K]
-        vectors = jax.ops.segment_sum(  # [n, K, 3]
-            basis[:, :, None] * unit[:, None, :], graph.receivers, n_node
-        )
-        return BondMoments(scalars, vectors)
 
 
 def count_params(params) -> int:

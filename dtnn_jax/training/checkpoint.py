@@ -49,8 +49,16 @@ class Checkpointer:
     """
 
     def __init__(self, workdir: str | os.PathLike, max_to_keep: int = 2):
+        """Opens ``workdir``'s checkpoints.
+
+        In a multi-process run every process opens it and calls `save` with the same
+        (replicated) state: Orbax's multi-process save, in which process 0 writes. The
+        directory must therefore be on a filesystem every process sees; restoring gives
+        host arrays, so a run can resume on another number of processes.
+        """
         self.directory = Path(workdir).absolute() / "checkpoints"
-        _check_format(Path(workdir).absolute())
+        if jax.process_index() == 0:
+            _check_format(Path(workdir).absolute())
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(

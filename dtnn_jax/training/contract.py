@@ -17,14 +17,16 @@ import numpy as np
 from dtnn_jax.config import ReadoutConfig
 from dtnn_jax.graph import select_fields, with_features
 
-# The fields a model may read; everything else stays on the host.
-MODEL_NODE_FIELDS = ("positions", "species", "features")
+# The fields a model may read; everything else stays on the host. The physics ionic model
+# (`dtnn_jax.physics.born`) also reads nominal charges, Kinv and the cell volume.
+MODEL_NODE_FIELDS = ("positions", "species", "features", "charge_nominal")
 MODEL_EDGE_FIELDS = ("shifts", "radial")
+MODEL_GLOBAL_FIELDS = ("target", "kinv", "volume")
 
 
 def model_inputs(batch: jraph.GraphsTuple) -> jraph.GraphsTuple:
     """Only the fields a model reads, and the target (less host -> device traffic)."""
-    return select_fields(batch, MODEL_NODE_FIELDS, MODEL_EDGE_FIELDS, ("target",))
+    return select_fields(batch, MODEL_NODE_FIELDS, MODEL_EDGE_FIELDS, MODEL_GLOBAL_FIELDS)
 
 
 def targets_of(graphs: Sequence[jraph.GraphsTuple]) -> np.ndarray:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import jraph
 import numpy as np
 
@@ -49,6 +50,7 @@ def run_experiment(
     graphs: Sequence[jraph.GraphsTuple] | None = None,
     cache_dir: str | Path | None = None,
     restart: bool = False,
+    model: Any = None,
 ) -> tuple[dict[str, Any], FitResult]:
     """Trains one readout and evaluates it on the held-out test split.
 
@@ -62,6 +64,8 @@ def run_experiment(
             with the frozen encoder through the feature cache).
         cache_dir: feature cache directory (default: ``$DTNN_JAX_CACHE``).
         restart: discard checkpoints already in ``workdir`` instead of resuming them.
+        model: a Flax module to train instead of the DTNN readout (see `fit`); the graphs
+            must then carry what it reads, and no bundle is written.
 
     Returns:
         A JSON-ready dict (sizes, fit summary, test metrics of the model and baselines) and
@@ -109,8 +113,8 @@ def run_experiment(
     def take(idx):
         return [graphs[i] for i in idx]
 
-    result = fit(config, take(train_idx), take(val_idx), workdir, restart=restart)
-    pred = evaluate(result.params, config, take(test_idx), result.scaler)
+    result = fit(config, take(train_idx), take(val_idx), workdir, model=model, restart=restart)
+    pred = evaluate(result.params, config, take(test_idx), result.scaler, model=model)
     true = targets[test_idx]
     systems = [records[i].crystal_system for i in test_idx]
 
@@ -145,7 +149,10 @@ def run_experiment(
     }
     from dtnn_jax.training.export import export_bundle, graphs_digest
 
-    summary["bundle"] = str(
+    summary["bundle"] = str(workdir) if model is None else None
+    if jax.process_index() != 0:  # in a multi-process run, process 0 writes the files
+        return summary, result
+    if model is None:
         export_bundle(
             workdir,
             {config.target: [(config, result, summary["test"])]},
@@ -158,7 +165,6 @@ def run_experiment(
             training_data="shipped Petousis et al. 2017" if shipped else "user records",
             produced_by="dtnn_jax.train_and_evaluate",
         )
-    )
     write_json_atomic(workdir / "metrics.json", summary)
     np.savez(
         workdir / "test_predictions.npz",

@@ -71,8 +71,8 @@ class FitResult:
 
 
 def n_shards(train: TrainConfig) -> int:
-    """Batches per optimisation step: ``train.shards``, or one per device."""
-    devices = parallel.n_data_shards()
+    """Batches per optimisation step: ``train.shards``, or one per device of all processes."""
+    devices = jax.device_count()
     k = train.shards or devices
     if k % devices:
         raise ValueError(
@@ -103,7 +103,9 @@ def _rounds(graphs, budget: BatchBudget, shards: int, order=None):
 
 def _predict_into(out: np.ndarray, predict, params, rounds, scaler: TargetScaler) -> None:
     for indices, batch in rounds:
-        eps = np.asarray(predict(params, parallel.shard(batch), scaler))  # [S, n_graph, 3, 3]
+        eps = parallel.to_host(
+            predict(params, parallel.shard_global(batch), scaler)
+        )  # [S, G, 3, 3]
         for s, idx in enumerate(indices):
             out[idx] = eps[s, : len(idx)]
 
@@ -198,7 +200,8 @@ def fit(
     spec = OptimizerSpec.from_config(tcfg, steps_per_epoch)
     init_key, dropout_root = jax.random.split(jax.random.key(config.seed))
     first = jax.tree.map(lambda x: x[0], val_rounds[0][1])  # one unstacked batch
-    state = TrainState.create(*init_fn(model, spec)(init_key, first))
+    # host copies: replicated over whatever mesh the steps run on (one or many processes)
+    state = TrainState.create(*jax.device_get(init_fn(model, spec)(init_key, first)))
     history: list[dict[str, float]] = []
 
     ckpt = None
@@ -242,7 +245,7 @@ def fit(
             started = time.perf_counter()
             for indices, batch in _rounds(train_graphs, budget, shards, order):
                 params, opt_state, loss = train_step(
-                    params, opt_state, parallel.shard(batch), step, dropout_root, scaler
+                    params, opt_state, parallel.shard_global(batch), step, dropout_root, scaler
                 )
                 step += 1
                 losses.append(loss)

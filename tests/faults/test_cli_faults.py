@@ -169,14 +169,30 @@ CASES = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def outcomes(files, bundles, tmp_path_factory) -> dict:
+    """Every case of the table run once, three subprocesses at a time (each case has its own
+    working directory): case -> (CompletedProcess, working directory)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = {k: str(v) for k, v in files.items()}
+    names |= {k: str(v) for k, v in bundles.items() if k != "good"}
+    names |= {"good_bundle": str(bundles["good"])}
+
+    def one(case):
+        name, argv = case[0], case[1]
+        cwd = tmp_path_factory.mktemp("case")
+        return name, (_run([a.format(**names, tmp=cwd) for a in argv], cwd=cwd), cwd)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(pool.map(one, CASES))
+
+
 @pytest.mark.parametrize(
     ("case", "argv", "status", "stderr", "stdout"), CASES, ids=[c[0] for c in CASES]
 )
-def test_cli_fault(case, argv, status, stderr, stdout, files, bundles, tmp_path):
-    names = {k: str(v) for k, v in files.items()}
-    names |= {k: str(v) for k, v in bundles.items() if k != "good"}
-    names |= {"good_bundle": str(bundles["good"]), "tmp": str(tmp_path)}
-    proc = _run([a.format(**names) for a in argv], cwd=tmp_path)
+def test_cli_fault(case, argv, status, stderr, stdout, outcomes):
+    proc, cwd = outcomes[case]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.returncode == status, (proc.returncode, proc.stderr[-2000:])
     if stderr:
@@ -188,11 +204,10 @@ def test_cli_fault(case, argv, status, stderr, stdout, files, bundles, tmp_path)
         assert len(errors) == 1, proc.stderr
     assert not re.search(r"[\x00-\x08\x0e-\x1f]", proc.stderr + proc.stdout)  # no raw binary
     if case == "predict: -o into a new directory":
-        assert (
-            json.loads((tmp_path / "new/sub/out.json").read_text())["crystals"][0]["error"] is None
-        )
+        out = json.loads((cwd / "new/sub/out.json").read_text())
+        assert out["crystals"][0]["error"] is None
     if case == "featurize: .npz suffix reported":
-        assert (tmp_path / "fzout.npz").exists() and not (tmp_path / "fzout").exists()
+        assert (cwd / "fzout.npz").exists() and not (cwd / "fzout").exists()
 
 
 def test_help_is_fast_distinct_and_plain():

@@ -1,0 +1,152 @@
+"""Screening throughput on 1 and 2 processes (one CPU thread each), and the merge's cost.
+
+    python benchmarks/scaling.py [--limit 2000] [--repeats 3]
+
+Runs ``dtnn screen shipped --limit N`` (the shipped pool's first N crystals, the shipped
+model) as one process pinned to one core with one XLA thread, then as two processes of one
+multi-process run (``--coordinator 127.0.0.1:PORT --num-processes 2``), each pinned to its
+own core with one thread, alternating, ``--repeats`` times; and times ``dtnn screen
+--merge`` on the two shards alone. Compilation is excluded from the comparison by a warm-up
+run that fills the persistent compilation cache. Writes ``benchmarks/results/scaling.json``
+and ``.md`` with the machine and the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def _port_pair() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+
+
+def _env(cache: str) -> dict:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ONE_THREAD}
+    env |= {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env["DTNN_JAX_COMPILATION_CACHE"] = cache
+    return env
+
+
+def _screen(out: Path, limit: int, cache: str, processes: int) -> float:
+    """Wall time (s) of one screen of the first ``limit`` shipped crystals."""
+    base = [sys.executable, "-m", "dtnn_jax.cli", "screen", "shipped", "--limit", str(limit)]
+    base += ["--out", str(out), "--no-progress"]
+    if processes == 1:
+        cmds = [["taskset", "-c", "0", *base]]
+    else:
+        port = _port_pair()
+        flags = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes)]
+        cmds = [
+            ["taskset", "-c", str(i), *base, *flags, "--process-id", str(i)]
+            for i in range(processes)
+        ]
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(c, env=_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for c in cmds
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=3600)
+        if p.returncode not in (0, 1):
+            raise RuntimeError(err.decode()[-3000:])
+    return time.perf_counter() - start
+
+
+def _merge(out: Path, limit: int) -> float:
+    cmd = [sys.executable, "-m", "dtnn_jax.cli", "screen", "shipped", "--limit", str(limit)]
+    cmd += ["--out", str(out), "--merge"]
+    start = time.perf_counter()
+    subprocess.run(cmd, env=_env(""), check=False, capture_output=True, timeout=3600)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    from dtnn_jax.training.report import machine_description
+
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cache = str(tmp / "jax-cache")
+        _screen(tmp / "warm1", args.limit, cache, 1)  # fill the compilation cache
+        _screen(tmp / "warm2", args.limit, cache, 2)
+        times = {1: [], 2: []}
+        for r in range(args.repeats):
+            for processes in (1, 2):
+                seconds = _screen(tmp / f"run{r}-{processes}", args.limit, cache, processes)
+                times[processes].append(seconds)
+                print(f"{processes} process(es): {seconds:.1f} s", flush=True)
+        merge = [_merge(tmp / f"run{r}-2", args.limit) for r in range(args.repeats)]
+    load_after = os.getloadavg()
+    median = {p: statistics.median(t) for p, t in times.items()}
+    result = {
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_description(),
+        "load_average_1_5_15_before": [round(x, 2) for x in load_before],
+        "load_average_1_5_15_after": [round(x, 2) for x in load_after],
+        "pool": f"shipped, first {args.limit} crystals",
+        "threads_per_process": 1,
+        "wall_s": {str(p): t for p, t in times.items()},
+        "median_wall_s": {str(p): m for p, m in median.items()},
+        "crystals_per_s": {str(p): args.limit / m for p, m in median.items()},
+        "speedup_2_over_1": median[1] / median[2],
+        "merge_wall_s_median": statistics.median(merge),
+        "note": (
+            "whole-command wall times (process start, JAX import, model load, prediction, "
+            "writing); compilation comes from a warm persistent cache; the merge (reading "
+            "the shards, ranking, CSV and plots) is timed alone"
+        ),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scaling.json").write_text(json.dumps(result, indent=1) + "\n")
+    lines = [
+        "# Screening on 1 and 2 processes",
+        "",
+        f"{result['date_utc']}, {result['machine']}; load average before "
+        f"{result['load_average_1_5_15_before']}, after {result['load_average_1_5_15_after']}.",
+        f"Pool: {result['pool']}; one XLA thread per process, each pinned to its own core.",
+        "",
+        "| processes | median wall (s) | crystals/s |",
+        "|---|---|---|",
+    ]
+    for p in ("1", "2"):
+        lines.append(
+            f"| {p} | {result['median_wall_s'][p]:.1f} | {result['crystals_per_s'][p]:.0f} |"
+        )
+    lines += [
+        "",
+        f"Speed-up 2 over 1: {result['speedup_2_over_1']:.2f}x. The merge alone (as a "
+        f"separate command: start, read, rank, write): {result['merge_wall_s_median']:.1f} s.",
+        "",
+        result["note"] + ".",
+    ]
+    (RESULTS / "scaling.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
