@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dtnn_jax.config import TARGETS, ExperimentConfig
+from dtnn_jax.constants import READOUT_VARIANTS
 from dtnn_jax.data import load_petousis2017, split_indices
 from dtnn_jax.encoder.features import graphs_with_features
 from dtnn_jax.training import fit, with_targets
@@ -40,25 +41,11 @@ def candidate_name(encoder: str, layer: int, readout: str) -> str:
     return f"{encoder}/L{layer}/{readout}"
 
 
-# The readouts compared: the full DTNN; DTNN-simple (no edge inputs); "head": no
-# equivariant blocks and no edges, i.e. a gated MLP on the atom scalars (isotropic part) plus
-# linear maps of the vector (v v^T) and l = 2 (T) channels, the simple readout of the issue.
-READOUTS = {
-    "dtnn": {},
-    "dtnn_simple": {"use_edges": False},
-    "head": {"use_edges": False, "n_blocks": 0},
-}
-
-
 def config_for(encoder: str, layer: int, readout: str, target: str, seed: int):
     config = ExperimentConfig.default(
-        target=target, encoder_layer=layer, seed=seed, encoder=encoder
+        target=target, encoder_layer=layer, seed=seed, encoder=encoder, readout=readout
     )
-    return dataclasses.replace(
-        config,
-        readout=dataclasses.replace(config.readout, **READOUTS[readout]),
-        train=dataclasses.replace(config.train, progress_bar=False),
-    )
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, progress_bar=False))
 
 
 def validate(config: ExperimentConfig, records, graphs, workdir: Path) -> dict:
@@ -157,7 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--encoders", nargs="+", default=["nequix-oam-1"])
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--readouts", nargs="+", default=["dtnn"], choices=list(READOUTS))
+    parser.add_argument("--readouts", nargs="+", default=["dtnn"], choices=list(READOUT_VARIANTS))
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--workdir", default="runs/encoder_selection")

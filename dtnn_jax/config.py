@@ -23,6 +23,7 @@ from dtnn_jax.constants import (
     DEFAULT_ENCODER,
     DEFAULT_ENCODER_LAYER,
     OUTPUT_MAPS,
+    READOUT_VARIANTS,
     TARGET_SCALINGS,
     TARGETS,
 )
@@ -312,13 +313,20 @@ class ExperimentConfig:
         encoder_layer: int = DEFAULT_ENCODER_LAYER,
         seed: int = 0,
         encoder: str = DEFAULT_ENCODER,
+        readout: str = "dtnn",
     ) -> ExperimentConfig:
-        """The paper's hyperparameters (2 blocks, width 128, dropout 0.2, batch 64)."""
+        """The paper's hyperparameters (2 blocks, width 128, dropout 0.2, batch 64).
+
+        ``readout`` names a variant of `dtnn_jax.constants.READOUT_VARIANTS` ("dtnn",
+        "dtnn_simple", "head").
+        """
+        if readout not in READOUT_VARIANTS:
+            raise ValueError(f"readout must be one of {list(READOUT_VARIANTS)}, got {readout!r}")
         return cls(
             target=target,
             encoder_layer=encoder_layer,
             seed=seed,
-            readout=_readout_for(encoder, encoder_layer),
+            readout=_readout_for(encoder, encoder_layer, **READOUT_VARIANTS[readout]),
             train=TrainConfig(),
             encoder=encoder,
         )
@@ -327,7 +335,7 @@ class ExperimentConfig:
     def quick(cls, **kwargs) -> ExperimentConfig:
         """A tiny configuration for tests and smoke runs (seconds on a CPU).
 
-        Takes the arguments of `default` (target, encoder_layer, seed, encoder).
+        Takes the arguments of `default` (target, encoder_layer, seed, encoder, readout).
         """
         config = cls.default(**kwargs)
         readout = dataclasses.replace(
@@ -335,7 +343,7 @@ class ExperimentConfig:
             width=16,
             vector_channels=8,
             tensor_channels=4,
-            n_blocks=1,
+            n_blocks=min(config.readout.n_blocks, 1),
             dropout_rate=0.1,
         )
         train = TrainConfig(

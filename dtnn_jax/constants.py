@@ -8,6 +8,15 @@ TARGETS: tuple[str, ...] = ("electronic", "ionic", "total")
 TARGET_SCALINGS: tuple[str, ...] = ("none", "standardize")
 OUTPUT_MAPS: tuple[str, ...] = ("affine", "matrix_exp")
 
+# Named readout variants (`ReadoutConfig` settings over the default): the full DTNN; DTNN-simple
+# (no edge inputs); "head": no equivariant blocks and no edges, i.e. a gated MLP on the atom
+# scalars (the isotropic part) plus linear maps of the l = 1 (v v^T) and l = 2 channels.
+READOUT_VARIANTS: dict[str, dict] = {
+    "dtnn": {},
+    "dtnn_simple": {"use_edges": False},
+    "head": {"use_edges": False, "n_blocks": 0},
+}
+
 # The encoder and layer whose features feed the readout by default: chosen on validation
 # data (5 split seeds, all three targets; benchmarks/results/readout_variants.md and
 # layer_ablation.md).

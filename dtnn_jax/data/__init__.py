@@ -25,7 +25,7 @@ from dtnn_jax.data.records import (
     PoolRecord,
 )
 from dtnn_jax.data.shipped import load_petousis2017, load_screening_pool
-from dtnn_jax.data.splits import PROJECT_SEEDS, MeanPredictor, split_indices
+from dtnn_jax.data.splits import PROJECT_SEEDS, MeanPredictor, fold_indices, split_indices
 from dtnn_jax.data.summary import plot_summary, summarize
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "FrameCheckReport",
     "MeanPredictor",
     "PoolRecord",
+    "fold_indices",
     "frame_check",
     "frame_check_targets",
     "load_labelled",

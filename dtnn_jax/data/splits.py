@@ -38,6 +38,33 @@ def split_indices(
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def fold_indices(
+    n: int, fold: int, n_folds: int, seed: int = 0, val_fraction: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices of fold ``fold`` of ``n_folds`` (no test split).
+
+    For a model that is to learn from every labelled crystal (the shipped ensemble): one
+    permutation (``np.random.default_rng(seed)``) is cut into disjoint validation blocks of
+    ``round(val_fraction n)`` crystals; fold k validates (early stopping) on block k and
+    trains on the rest. With 5 folds of 10 % each crystal is in the training set of at least
+    4 members and no crystal is left unused.
+
+    Returns:
+        (train [n - n_val], val [n_val]) sorted int64 arrays.
+    """
+    n_val = round(val_fraction * n)
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"fold {fold} not in 0..{n_folds - 1}")
+    if n_val < 1 or n_folds * n_val > n:
+        raise ValueError(
+            f"{n_folds} disjoint validation folds of {val_fraction:.0%} do not fit in {n} records"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    val = order[fold * n_val : (fold + 1) * n_val]
+    train = np.setdiff1d(order, val)
+    return np.sort(train), np.sort(val)
+
+
 @dataclasses.dataclass(frozen=True)
 class MeanPredictor:
     """Baseline that predicts the mean training tensor for every crystal.

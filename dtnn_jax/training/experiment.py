@@ -51,8 +51,13 @@ def run_experiment(
     cache_dir: str | Path | None = None,
     restart: bool = False,
     model: Any = None,
+    fold: tuple[int, int] | None = None,
 ) -> tuple[dict[str, Any], FitResult]:
     """Trains one readout and evaluates it on the held-out test split.
+
+    With ``fold=(k, K)`` there is no test split: the model trains on 90 % and stops early on
+    validation fold k of K (`dtnn_jax.data.fold_indices`), for ensembles that learn from every
+    labelled crystal; the summary then holds validation metrics only.
 
     Args:
         config: the experiment.
@@ -66,12 +71,13 @@ def run_experiment(
         restart: discard checkpoints already in ``workdir`` instead of resuming them.
         model: a Flax module to train instead of the DTNN readout (see `fit`); the graphs
             must then carry what it reads, and no bundle is written.
+        fold: ``(k, K)``: train on fold k of K 90/10 train/validation folds, no test split.
 
     Returns:
         A JSON-ready dict (sizes, fit summary, test metrics of the model and baselines) and
         the `FitResult` (best parameters and target scaler).
     """
-    from dtnn_jax.data import MeanPredictor, load_petousis2017, split_indices
+    from dtnn_jax.data import MeanPredictor, fold_indices, load_petousis2017, split_indices
     from dtnn_jax.metrics import all_metrics, mae_tensor_by_crystal_system
 
     workdir = Path(workdir)
@@ -108,27 +114,22 @@ def run_experiment(
             f"{len(records)} labelled records with a {config.target} tensor are too few for an "
             "80/10/10 split into training, validation and test crystals; use at least 10"
         )
-    train_idx, val_idx, test_idx = split_indices(len(records), config.seed)
+    if fold is None:
+        train_idx, val_idx, test_idx = split_indices(len(records), config.seed)
+        split = f"split seed {config.seed} (80/10/10)"
+    else:
+        train_idx, val_idx = fold_indices(len(records), *fold)
+        test_idx = np.zeros(0, np.int64)
+        split = f"fold {fold[0]} of {fold[1]} (90/10 train/validation, no test split)"
 
     def take(idx):
         return [graphs[i] for i in idx]
 
     result = fit(config, take(train_idx), take(val_idx), workdir, model=model, restart=restart)
-    pred = evaluate(result.params, config, take(test_idx), result.scaler, model=model)
-    true = targets[test_idx]
-    systems = [records[i].crystal_system for i in test_idx]
-
-    mean_pred = MeanPredictor.fit(targets[train_idx]).predict(len(test_idx))
-    irreps = config.readout.input_irreps
-    x = invariant_descriptors(graphs, irreps)
-    ridge = RidgeIsotropicBaseline.fit(
-        x[train_idx], targets[train_idx], x[val_idx], targets[val_idx]
-    )
-    ridge_pred = ridge.predict(x[test_idx])
-
     summary = {
         "config": config.to_dict(),
         "workdir": str(workdir),
+        "split": split,
         "n_train": len(train_idx),
         "n_val": len(val_idx),
         "n_test": len(test_idx),
@@ -137,16 +138,33 @@ def run_experiment(
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "target_scaler": result.scaler.as_dict(),
-        "test": all_metrics(pred, true),
-        "test_by_crystal_system": {
-            k: {"mae_tensor": v[0], "count": v[1]}
-            for k, v in mae_tensor_by_crystal_system(pred, true, systems).items()
-        },
-        "baselines": {
-            "mean_tensor": all_metrics(mean_pred, true),
-            "ridge_isotropic": {**all_metrics(ridge_pred, true), "alpha": ridge.alpha},
-        },
     }
+    if fold is None:
+        pred = evaluate(result.params, config, take(test_idx), result.scaler, model=model)
+        true = targets[test_idx]
+        systems = [records[i].crystal_system for i in test_idx]
+        mean_pred = MeanPredictor.fit(targets[train_idx]).predict(len(test_idx))
+        x = invariant_descriptors(graphs, config.readout.input_irreps)
+        ridge = RidgeIsotropicBaseline.fit(
+            x[train_idx], targets[train_idx], x[val_idx], targets[val_idx]
+        )
+        ridge_pred = ridge.predict(x[test_idx])
+        summary |= {
+            "test": all_metrics(pred, true),
+            "test_by_crystal_system": {
+                k: {"mae_tensor": v[0], "count": v[1]}
+                for k, v in mae_tensor_by_crystal_system(pred, true, systems).items()
+            },
+            "baselines": {
+                "mean_tensor": all_metrics(mean_pred, true),
+                "ridge_isotropic": {**all_metrics(ridge_pred, true), "alpha": ridge.alpha},
+            },
+        }
+        member_metrics = summary["test"]
+    else:
+        val_pred = evaluate(result.params, config, take(val_idx), result.scaler, model=model)
+        summary["validation"] = all_metrics(val_pred, targets[val_idx])
+        member_metrics = {f"val_{k}": v for k, v in summary["validation"].items()}
     from dtnn_jax.training.export import export_bundle, graphs_digest
 
     summary["bundle"] = str(workdir) if model is None else None
@@ -155,24 +173,25 @@ def run_experiment(
     if model is None:
         export_bundle(
             workdir,
-            {config.target: [(config, result, summary["test"])]},
+            {config.target: [(config, result, member_metrics)]},
             graphs_digest(graphs),
             len(graphs),
             description=(
                 f"DTNN readout for the {config.target} tensor on {config.encoder} layer "
-                f"{config.encoder_layer} features; split seed {config.seed} (80/10/10)"
+                f"{config.encoder_layer} features; {split}"
             ),
             training_data="shipped Petousis et al. 2017" if shipped else "user records",
             produced_by="dtnn_jax.train_and_evaluate",
         )
     write_json_atomic(workdir / "metrics.json", summary)
-    np.savez(
-        workdir / "test_predictions.npz",
-        indices=np.asarray(keep)[test_idx],
-        predicted=pred,
-        mean_predictor=mean_pred,
-        ridge=ridge_pred,
-        true=true,
-        crystal_system=np.array(systems),
-    )
+    if fold is None:
+        np.savez(
+            workdir / "test_predictions.npz",
+            indices=np.asarray(keep)[test_idx],
+            predicted=pred,
+            mean_predictor=mean_pred,
+            ridge=ridge_pred,
+            true=true,
+            crystal_system=np.array(systems),
+        )
     return summary, result

@@ -50,3 +50,26 @@ def test_mean_predictor():
     np.testing.assert_allclose(pred, np.broadcast_to(expected, (4, 3, 3)))
     with pytest.raises(ValueError):
         MeanPredictor.fit(np.zeros((0, 3, 3)))
+
+
+@pytest.mark.parametrize("n", [1056, 37])
+def test_folds_validate_on_disjoint_tenths_and_train_on_the_rest(n):
+    from dtnn_jax.data import fold_indices
+
+    vals = []
+    for k in range(5):
+        train, val = fold_indices(n, k, 5)
+        assert len(val) == round(0.1 * n)
+        assert np.intersect1d(train, val).size == 0
+        np.testing.assert_array_equal(np.union1d(train, val), np.arange(n))
+        vals.append(val)
+    assert len(np.unique(np.concatenate(vals))) == 5 * round(0.1 * n)  # disjoint folds
+
+
+def test_folds_reject_what_does_not_fit():
+    from dtnn_jax.data import fold_indices
+
+    with pytest.raises(ValueError, match="do not fit"):
+        fold_indices(20, 0, 11)
+    with pytest.raises(ValueError, match=r"not in 0\.\.4"):
+        fold_indices(100, 5, 5)

@@ -138,6 +138,7 @@ CASES = [
     ("train: labelled data invalid", ["train", "--data", "{labelled_bad}", "--workdir", "{tmp}/w"], 2, r"2 problem\(s\).*\n.*no-structure.*missing structure", None),
     ("train: workdir not writable", ["train", "--workdir", "{a_file}/run"], 2, r"--workdir .* cannot be written", None),
     ("train: bad layer", ["train", "--layer", "9", "--workdir", "{tmp}/w"], 2, r"layer must be in 1\.\.5", None),
+    ("train: --folds and --seeds", ["train", "--folds", "5", "--seeds", "0", "1", "--workdir", "{tmp}/w"], 2, r"--folds and --seeds are two ways", None),
     # --- predict: inputs
     ("predict: empty directory alone", ["predict", "{empty_dir}", "--model", "{good_bundle}"], 2, r"nothing to predict: .*empty: the directory holds no structure files", None),
     ("predict: empty directory counts", ["predict", "{empty_dir}", "{good}", "--model", "{good_bundle}"], 1, r"1 of 2 inputs failed", None),

@@ -54,3 +54,23 @@ def test_dtnn_train_quick_writes_table_and_plots(tmp_path):
     assert all(np.isfinite(pred.mean[t]).all() for t in model.targets)
     # each target's run directory holds its own one-member bundle too
     assert load_model(workdir / "ionic").targets == ("ionic",)
+
+
+def test_dtnn_train_folds_writes_a_bundle_of_fold_members(tmp_path):
+    workdir = tmp_path / "run"
+    argv = ["train", "--quick", "--limit", "30", "--target", "electronic", "--folds", "2"]
+    argv += ["--workdir", str(workdir), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(argv) == 0
+    assert not (workdir / "accuracy.json").exists()  # no test split, no table
+    from dtnn_jax.inference import load_model
+
+    model = load_model(workdir)
+    assert model.ensemble_size("electronic") == 2
+    summaries = [
+        json.loads((workdir / f"electronic/fold{k}/metrics.json").read_text()) for k in (0, 1)
+    ]
+    assert [s["n_test"] for s in summaries] == [0, 0]
+    assert [s["n_train"] + s["n_val"] for s in summaries] == [30, 30]
+    assert "fold 1 of 2" in summaries[1]["split"]
+    members = model.bundle.targets["electronic"].members
+    assert all("val_mae_tensor" in m.metrics for m in members)
