@@ -8,6 +8,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# CI draws the same examples on every run (a failure there is reproducible); elsewhere
+# hypothesis explores new ones. Select with HYPOTHESIS_PROFILE=ci.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Tests run on CPU in float32; the persistent cache makes re-runs compile nothing.
 _CACHE = Path(os.environ.get("DTNN_JAX_TEST_CACHE", Path(__file__).parent.parent / ".jax_cache"))

@@ -172,3 +172,26 @@ def random_rotations(rng: np.random.Generator, k: int) -> np.ndarray:
     """[k, 3, 3] Haar-random proper rotations from a numpy generator (non-hypothesis tests)."""
     q = rng.normal(size=(k, 4))
     return np.stack([_quaternion_to_matrix(qi) for qi in q])
+
+
+def euler_angles(rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """e3nn's (alpha, beta, gamma) of proper rotations [..., 3, 3], computed in float64.
+
+    ``IrrepsArray.transform_by_matrix`` finds these angles in the array's dtype; in float32
+    ``arccos`` near a rotation by ~0 or ~pi about y (hypothesis likes those) loses ~1e-4,
+    which would be blamed on the model. With the angles from here the reference D(R) is
+    accurate to float32 round-off: R = Y(alpha) X(beta) Y(gamma).
+    """
+    r = np.asarray(rotations, np.float64)
+    y = r[..., :, 1] / np.linalg.norm(r[..., :, 1], axis=-1, keepdims=True)  # R e_y
+    alpha = np.arctan2(y[..., 0], y[..., 2])
+    beta = np.arccos(np.clip(y[..., 1], -1.0, 1.0))
+    ca, sa, cb, sb = np.cos(alpha), np.sin(alpha), np.cos(beta), np.sin(beta)
+    one, zero = np.ones_like(alpha), np.zeros_like(alpha)
+    ry = np.stack([np.stack([ca, zero, sa], -1), np.stack([zero, one, zero], -1),
+                   np.stack([-sa, zero, ca], -1)], -2)  # fmt: skip
+    rx = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cb, -sb], -1),
+                   np.stack([zero, sb, cb], -1)], -2)  # fmt: skip
+    rest = np.swapaxes(ry @ rx, -1, -2) @ r  # = Y(gamma)
+    gamma = np.arctan2(rest[..., 0, 2], rest[..., 0, 0])
+    return alpha, beta, gamma

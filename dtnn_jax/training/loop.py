@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from dtnn_jax import parallel
 from dtnn_jax.config import ExperimentConfig, ReadoutConfig, TrainConfig
 from dtnn_jax.graph import BatchBudget, group_indices, padded_batches
+from dtnn_jax.models.factory import model_for
 from dtnn_jax.models.readout import DTNN
 from dtnn_jax.models.scaling import TargetScaler
 from dtnn_jax.training.checkpoint import Checkpointer, write_json_atomic
@@ -135,7 +136,10 @@ def evaluate(
     """
     cfg = config.readout if isinstance(config, ExperimentConfig) else config
     train = config.train if isinstance(config, ExperimentConfig) else TrainConfig()
-    check_graphs(graphs, cfg if model is None else None, "evaluate", need_target=False)
+    if model is None and isinstance(config, ExperimentConfig):
+        model = model_for(config)
+    plain_readout = model is None or isinstance(model, DTNN)
+    check_graphs(graphs, cfg if plain_readout else None, "evaluate", need_target=False)
     if scaler is None:
         if cfg.target_scaling != "none":
             raise ValueError(
@@ -173,7 +177,8 @@ def fit(
             If it already holds a checkpoint of the same run (config, model, targets),
             training resumes from it; a checkpoint of another run raises ValueError.
             None: no checkpoints.
-        model: a Flax module to train instead of ``DTNN(config.readout)``, with the same
+        model: a Flax module to train instead of `model_for(config)` (the DTNN readout, or
+            the physics ionic model when ``config.physics`` is set), with the same
             call contract: ``model.apply(params, padded_batch, deterministic=..., rngs=
             {"dropout": key})`` -> [n_graph, 3, 3] in the units of ``to_eps``. Everything
             else (target scaling and output map from ``config.readout``, optimizer,
@@ -186,10 +191,10 @@ def fit(
         A `FitResult`.
     """
     cfg, tcfg = config.readout, config.train
-    dtnn_inputs = cfg if model is None else None
+    model = model_for(config) if model is None else model
+    dtnn_inputs = cfg if isinstance(model, DTNN) else None
     check_graphs(train_graphs, dtnn_inputs, "train_graphs", need_target=True)
     check_graphs(val_graphs, dtnn_inputs, "val_graphs", need_target=True)
-    model = DTNN(cfg) if model is None else model
     shards, budget = n_shards(tcfg), shard_budget(tcfg)
     scaler = TargetScaler.fit(targets_of(train_graphs), cfg.target_scaling, cfg.output_map)
     val_targets = targets_of(val_graphs).astype(np.float64)
@@ -211,7 +216,8 @@ def fit(
             clear_checkpoints(workdir)
         ckpt = Checkpointer(workdir)
         state, history = resume_or_start(ckpt, state, run_identity(config, model), scaler.as_dict())
-        write_json_atomic(workdir / "run_config.json", config.to_dict())
+        if jax.process_index() == 0:  # one writer in a multi-process run
+            write_json_atomic(workdir / "run_config.json", config.to_dict())
 
     predict = predict_fn(model)
     schedule = spec.schedule()
@@ -227,7 +233,8 @@ def fit(
             return
         last_saved = state.epoch
         ckpt.save(state.epoch, state, checkpoint_metadata(config, model, scaler.as_dict(), history))
-        write_json_atomic(workdir / "history.json", history)  # a readable copy
+        if jax.process_index() == 0:
+            write_json_atomic(workdir / "history.json", history)  # a readable copy
 
     bar = tqdm(
         total=tcfg.max_epochs,

@@ -26,7 +26,9 @@ from tests.properties.tiny_model import tiny_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = os.environ.get("DTNN_JAX_TEST_CACHE", str(ROOT / ".jax_cache"))
-TIMEOUT_S = 240
+TIMEOUT_S = 300
+# A stuck child prints every thread's Python stack and exits before the test gives up on it.
+STACK_DUMP_S = TIMEOUT_S - 30
 
 
 def _free_port_pair() -> int:
@@ -66,11 +68,24 @@ def _cli(args, cwd, processes: int = 1, port: int | None = None):
         subprocess.Popen(c, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for c in cmds
     ]
-    out = []
-    for p in procs:
-        stdout, stderr = p.communicate(timeout=TIMEOUT_S)
-        out.append((p.returncode, stdout.decode(), stderr.decode()))
-    return out
+    results = _communicate(procs)
+    return [
+        (p.returncode, o.decode(), e.decode()) for p, (o, e) in zip(procs, results, strict=True)
+    ]
+
+
+def _communicate(procs) -> list[tuple[bytes, bytes]]:
+    """Every process's (stdout, stderr); on a timeout all are killed and their stderr shown."""
+    try:
+        return [p.communicate(timeout=TIMEOUT_S) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        tails = [
+            f"--- process {i} ---\n{p.communicate()[1].decode()[-4000:]}"
+            for i, p in enumerate(procs)
+        ]
+        pytest.fail(f"no result within {TIMEOUT_S} s:\n" + "\n".join(tails))
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +161,8 @@ def test_a_peer_that_never_arrives_is_a_clear_error(setup, tmp_path):
 
 TRAIN_SCRIPT = textwrap.dedent(
     """
-    import json, sys
+    import faulthandler, json, sys
+    faulthandler.dump_traceback_later({stack_dump_s}, exit=True)
     import jax
     jax.config.update("jax_compilation_cache_dir", {cache!r})
     from dtnn_jax import distributed
@@ -183,7 +199,7 @@ def data():
 
 
 def _train(workdir, epochs: int, processes: int, cwd) -> list[dict]:
-    script = TRAIN_SCRIPT.format(cache=CACHE)
+    script = TRAIN_SCRIPT.format(cache=CACHE, stack_dump_s=STACK_DUMP_S)
     base = [sys.executable, "-c", script, str(workdir), str(epochs)]
     if processes == 1:
         cmds = [base]
@@ -194,7 +210,7 @@ def _train(workdir, epochs: int, processes: int, cwd) -> list[dict]:
         subprocess.Popen(c, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for c in cmds
     ]
-    results = [p.communicate(timeout=TIMEOUT_S) for p in procs]
+    results = _communicate(procs)
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err.decode()[-3000:]
     return json.loads(results[0][0].decode().strip().splitlines()[-1])

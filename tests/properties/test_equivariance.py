@@ -37,7 +37,7 @@ from tests.properties.tiny_model import (
     tiny_model,
     transform,
 )
-from tests.strategies import crystals, rotation_batches
+from tests.strategies import crystals, euler_angles, rotation_batches
 
 REL_TOL = 1e-4
 # A single crystal of <= 20 atoms always fits this padded shape (one compilation).
@@ -54,7 +54,7 @@ def _rotate_graph(graph, rotation):
 
 @functools.cache
 def _rotated_encoder_and_readout():
-    """Jitted (enc_params, readout_params, batch, rots [k, 3, 3]) -> per-rotation outputs.
+    """Jitted (enc_params, readout_params, batch, rots [k, 3, 3], angles 3 x [k]) -> outputs.
 
     For every rotation, in one vmapped call: the encoder's layer features of the rotated
     crystal, D(R) applied to the unrotated features, both edge radial bases, and the
@@ -66,14 +66,14 @@ def _rotated_encoder_and_readout():
     readout = DTNN(tiny_bundle().targets["total"].config.readout)
 
     @jax.jit
-    def run(enc_params, readout_params, batch, rots):
+    def run(enc_params, readout_params, batch, rots, angles):
         base = sevennet_forward(enc_params, batch, config)
         feats = base.node_features[layer - 1]  # IrrepsArray [n_node, 480]
 
-        def one(rot):
+        def one(rot, alpha, beta, gamma):
             g = _rotate_graph(batch, rot)
             out = sevennet_forward(enc_params, g, config)
-            expected = feats.transform_by_matrix(rot).array  # D(R) f
+            expected = feats.transform_by_angles(alpha, beta, gamma).array  # D(R) f
             g = g._replace(
                 nodes={**g.nodes, "features": expected},
                 edges={**g.edges, "radial": base.edge_radial},
@@ -81,7 +81,7 @@ def _rotated_encoder_and_readout():
             eps = readout.apply(readout_params, g, deterministic=True)  # [n_graph, 3, 3]
             return out.node_features[layer - 1].array, expected, out.edge_radial, eps
 
-        return base.edge_radial, jax.vmap(one)(rots)
+        return base.edge_radial, jax.vmap(one)(rots, *angles)
 
     return run
 
@@ -95,7 +95,7 @@ def test_encoder_features_and_readout_alone_rotate(crystal, rots):
     rots = np.concatenate([np.eye(3)[None], rots]).astype(np.float32)  # identity first
     params = model.bundle.targets["total"].members[0].params
     radial0, (feats, expected, radial, eps) = _rotated_encoder_and_readout()(
-        model.encoder.params, params, batch, jnp.asarray(rots)
+        model.encoder.params, params, batch, jnp.asarray(rots), euler_angles(rots)
     )
     n = len(crystal)
     scale = float(jnp.max(jnp.abs(expected[0, :n])))
