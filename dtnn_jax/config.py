@@ -236,6 +236,33 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PhysicsConfig:
+    """The physics ionic model: eps_ion from learned Born charges and the encoder's own K.
+
+    eps_ion = 4 pi e^2 / Omega * Z^T Kinv Z with Kinv the optical pseudo-inverse of the
+    encoder's Gamma force constants at the given geometry (`dtnn_jax.physics`); the readout
+    config then describes the Born-charge head's trunk (`dtnn_jax.physics.born`).
+
+    Attributes:
+        treatment: how negative optical eigenvalues of K enter Kinv
+            (`dtnn_jax.physics.TREATMENTS`; chosen on validation).
+        floor: lower bound on |eigenvalue| before inversion (eV/A^2).
+    """
+
+    treatment: str = "drop_negative"
+    floor: float = 0.01
+
+    def __post_init__(self):
+        from dtnn_jax.physics.dielectric import TREATMENTS
+
+        if self.treatment not in TREATMENTS:
+            raise ValueError(
+                f"PhysicsConfig.treatment must be one of {TREATMENTS}, got {self.treatment!r}"
+            )
+        check_at_least(self, 0, "floor")
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """One training run: which target, which encoder and layer, which split, how to train.
 
@@ -249,6 +276,9 @@ class ExperimentConfig:
         train: the optimisation settings.
         encoder: registry name of the frozen encoder (`dtnn_jax.encoder.available_encoders`);
             configs saved before this setting existed read as "sevennet-0".
+        physics: None for the feature readout; a `PhysicsConfig` for the physics ionic
+            model (target "ionic", no target scaling, affine output: the model outputs eps_ion
+            itself). The encoder must then be a potential whose Hessian K is available.
     """
 
     target: Target = "total"
@@ -257,10 +287,20 @@ class ExperimentConfig:
     readout: ReadoutConfig = dataclasses.field(default_factory=ReadoutConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     encoder: str = DEFAULT_ENCODER
+    physics: PhysicsConfig | None = None
 
     def __post_init__(self):
         if self.target not in TARGETS:
             raise ValueError(f"ExperimentConfig.target must be one of {TARGETS}: {self.target!r}")
+        if self.physics is not None and (
+            self.target != "ionic"
+            or self.readout.target_scaling != "none"
+            or self.readout.output_map != "affine"
+        ):
+            raise ValueError(
+                "the physics model predicts eps_ion itself: it needs target 'ionic', "
+                "target_scaling 'none' and output_map 'affine' (ExperimentConfig.physics_ionic)"
+            )
         import e3nn_jax as e3nn
 
         expected = e3nn.Irreps(self.encoder_irreps(self.encoder_layer))
@@ -304,7 +344,24 @@ class ExperimentConfig:
         readout = {"output_map": "affine", **data.pop("readout", {})}
         readout = ReadoutConfig(**readout)
         train = TrainConfig.from_dict(data.pop("train", {}))
-        return cls(readout=readout, train=train, **data)
+        physics = data.pop("physics", None)
+        physics = None if physics is None else PhysicsConfig(**physics)
+        return cls(readout=readout, train=train, physics=physics, **data)
+
+    @classmethod
+    def physics_ionic(
+        cls,
+        encoder_layer: int = 2,
+        seed: int = 0,
+        encoder: str = "nequix-oam-1-pft",
+        readout: str = "dtnn",
+        treatment: str = "drop_negative",
+    ) -> ExperimentConfig:
+        """The physics ionic model: a Born-charge head with the DTNN trunk (``readout``
+        variant) on ``encoder``'s layer features, eps_ion through the encoder's own K."""
+        config = cls.default("ionic", encoder_layer, seed, encoder, readout)
+        head = dataclasses.replace(config.readout, target_scaling="none", output_map="affine")
+        return dataclasses.replace(config, readout=head, physics=PhysicsConfig(treatment))
 
     @classmethod
     def default(

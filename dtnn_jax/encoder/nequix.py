@@ -454,8 +454,18 @@ def _radial_mlp(weights: tuple, basis):
     return h
 
 
-def _convolution(layer, x: dict, sh, basis, graph, config: NequixConfig, k: int) -> dict:
+def _convolution(
+    layer, x: dict, sh, basis, graph, config: NequixConfig, k: int, contract: bool = False
+) -> dict:
     """Aggregated messages sum_j R(r_ij) (x_j (x) Y(r_ij)) / sqrt(avg_n_neighbors).
+
+    Two forms of the same sum (equal to round-off): a Python sum of broadcast products times
+    gathered radial weights (fastest forward pass on CPU), or, with ``contract``, einsum
+    contractions (the tensor product, and the radial weights expanded over the output
+    columns by a one-hot matrix). Their transposes are again contractions, where the first
+    form's turn into zero-padded slices accumulated with ``add_any`` and scatters that
+    XLA:CPU fuses badly: Hessian-vector products (`dtnn_jax.physics.force_constants`) run 6x
+    faster with ``contract`` (10 atoms, 1,024 padded edges: 1.9 s against 11.7 s).
 
     Returns:
         {irrep: [n_node, mul_message, 2l+1]}, the regrouped tensor-product irreps.
@@ -470,13 +480,17 @@ def _convolution(layer, x: dict, sh, basis, graph, config: NequixConfig, k: int)
         w = weights[:, column : column + group.mul * n_paths]
         w = w.reshape(-1, group.mul, n_paths)  # [n_edge, mul, n_paths]
         column += group.mul * n_paths
-        w = w[:, :, group.path_of_column]  # [n_edge, mul, width]
         cg = jnp.asarray(group.cg, sh.dtype)  # [d_in, n_sh, width]
         edge_cg = jnp.einsum("ej,ijc->eic", sh, cg)  # [n_edge, d_in, width]
         x_j = x[group.ir_in][graph.senders]  # [n_edge, mul, d_in]
-        # d_in <= 7 terms: an elementwise sum fuses with the weights on CPU.
-        messages = sum(x_j[:, :, i, None] * edge_cg[:, None, i, :] for i in range(cg.shape[0]))
-        messages = messages * w  # [n_edge, mul, width]
+        if contract:
+            expand = jnp.asarray(np.eye(n_paths)[group.path_of_column], sh.dtype)  # [width, p]
+            messages = jnp.einsum("eui,eic->euc", x_j, edge_cg)  # [n_edge, mul, width]
+            messages = messages * jnp.einsum("eup,cp->euc", w, expand)
+        else:
+            # d_in <= 7 terms: an elementwise sum fuses with the weights on CPU.
+            messages = sum(x_j[:, :, i, None] * edge_cg[:, None, i, :] for i in range(cg.shape[0]))
+            messages = messages * w[:, :, group.path_of_column]  # [n_edge, mul, width]
         aggregated.append(jax.ops.segment_sum(messages, graph.receivers, num_segments=n_node))
     inv_sqrt_neighbors = 1.0 / math.sqrt(config.avg_n_neighbors)
     out = {}
@@ -516,11 +530,14 @@ def _gate(y: dict, irreps_out: e3nn.Irreps, config: NequixConfig) -> dict:
     return out
 
 
-def interaction_layer(layer, x: dict, sh, basis, graph, config: NequixConfig, k: int) -> dict:
-    """Interaction layer k (1-based): node features {irrep: [n_node, mul, 2l+1]} -> next."""
+def interaction_layer(
+    layer, x: dict, sh, basis, graph, config: NequixConfig, k: int, contract: bool = False
+) -> dict:
+    """Interaction layer k (1-based): node features {irrep: [n_node, mul, 2l+1]} -> next
+    (``contract``: see `_convolution`)."""
     gated = config.gate_input_irreps(k)
     h = _linear(layer["linear_1"], x, config.layer_irreps(k - 1))
-    messages = _convolution(layer, h, sh, basis, graph, config, k)
+    messages = _convolution(layer, h, sh, basis, graph, config, k, contract)
     y = _linear(layer["linear_2"], messages, gated)
     skip = _linear(layer["skip"], x, gated)
     y = {key: y[key] + skip[key] for key in y}
@@ -542,7 +559,9 @@ def species_index(atomic_numbers, node_mask, config: NequixConfig):
     return jnp.where(node_mask, jnp.maximum(index, 0), 0)
 
 
-def nequix_forward(params, graph: jraph.GraphsTuple, config: NequixConfig) -> EncoderOutput:
+def nequix_forward(
+    params, graph: jraph.GraphsTuple, config: NequixConfig, contract: bool = False
+) -> EncoderOutput:
     """Runs the frozen Nequix encoder on a (padded) batch of crystal graphs.
 
     Args:
@@ -554,6 +573,8 @@ def nequix_forward(params, graph: jraph.GraphsTuple, config: NequixConfig) -> En
             last graph is treated as padding and masked out, even if it is a real crystal.
             Unknown elements are not detected here (see `NequixConfig.check_species`).
         config: architecture (static under jit).
+        contract: the convolution's contraction form (see `_convolution`): the same
+            energy, for second derivatives (force constants).
 
     Returns:
         `EncoderOutput`; ``node_features[k-1]`` is the output of layer k (irreps
@@ -575,7 +596,7 @@ def nequix_forward(params, graph: jraph.GraphsTuple, config: NequixConfig) -> En
 
     features = []
     for k, layer in enumerate(params["layers"], start=1):
-        x = interaction_layer(layer, x, sh.array, basis, graph, config, k)
+        x = interaction_layer(layer, x, sh.array, basis, graph, config, k, contract)
         features.append(_to_irreps_array(x, config.layer_irreps(k)))
 
     readout = params["readout"]  # [mul, 1]

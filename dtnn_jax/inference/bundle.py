@@ -250,7 +250,7 @@ def _param_problems(flat: dict[str, np.ndarray], config: ExperimentConfig, name:
     """Missing, unexpected or misshapen arrays of one member, against its readout's shapes."""
     if not flat:
         return [f"params.npz: no parameters for {name}"]
-    expected = _expected_shapes(config.readout)
+    expected = _expected_shapes(config)
     problems = [f"params.npz: {name}: missing array {k}" for k in sorted(set(expected) - set(flat))]
     problems += [
         f"params.npz: {name}: unexpected array {k}" for k in sorted(set(flat) - set(expected))
@@ -265,18 +265,26 @@ def _param_problems(flat: dict[str, np.ndarray], config: ExperimentConfig, name:
 
 
 @functools.cache
-def _expected_shapes(readout) -> dict[str, tuple[int, ...]]:
-    """Flattened parameter names and shapes of a DTNN readout (no compute: eval_shape)."""
+def _expected_shapes(config: ExperimentConfig) -> dict[str, tuple[int, ...]]:
+    """Flattened parameter names and shapes of the config's network (no compute:
+    eval_shape; the physics model is initialised through its Born-charge head)."""
     import jax
 
-    from dtnn_jax.graph import pad_to_bucket
+    from dtnn_jax.graph import pad_to_bucket, with_features
     from dtnn_jax.graph.batching import BatchBudget
-    from dtnn_jax.models.readout import DTNN
+    from dtnn_jax.models.factory import model_for
     from dtnn_jax.training.synthetic import synthetic_graphs
 
+    readout = config.readout
     graphs = synthetic_graphs(1, readout.input_irreps, n_radial=readout.n_radial, seed=0)
+    model = model_for(config)
+    kwargs = {}
+    if config.physics is not None:
+        n = int(graphs[0].n_node[0])
+        graphs = [with_features(graphs[0], nodes={"charge_nominal": np.zeros(n, np.float32)})]
+        kwargs = {"method": type(model).charges}
     batch = pad_to_bucket(graphs, BatchBudget(max_graphs=1))
-    shapes = jax.eval_shape(DTNN(readout).init, jax.random.key(0), batch)
+    shapes = jax.eval_shape(functools.partial(model.init, **kwargs), jax.random.key(0), batch)
     flat = traverse_util.flatten_dict(shapes, sep="/")
     return {k: tuple(v.shape) for k, v in flat.items()}
 

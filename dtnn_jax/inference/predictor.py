@@ -27,9 +27,9 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import jraph
 import numpy as np
 
@@ -40,7 +40,6 @@ from dtnn_jax.graph import BatchBudget, with_features
 from dtnn_jax.inference.bundle import ModelBundle, load_bundle
 from dtnn_jax.inputs import CrystalInput, prepare_inputs
 from dtnn_jax.io import StructureInputError
-from dtnn_jax.models.readout import DTNN
 from dtnn_jax.models.scaling import TargetScaler
 
 
@@ -58,6 +57,12 @@ class Prediction:
         ids: [n] the row id of each crystal (file stem, ``file#k``, material id or
             ``#index``).
         warnings: [n] None, or why a prediction may not mean what it seems (e.g. a slab).
+        born_charges: [n] with a physics ionic model: each crystal's ensemble-mean Born
+            effective charges [n_atoms, 3, 3] (e; first index the field direction; the
+            acoustic sum rule holds), None for failed inputs; empty otherwise.
+        force_constants: [n] with a physics ionic model: each crystal's
+            `dtnn_jax.physics.force_constants.ForceConstants` (K at the given geometry,
+            residual forces), None for failed inputs; empty otherwise.
     """
 
     mean: dict[str, np.ndarray]
@@ -67,6 +72,8 @@ class Prediction:
     sources: list[str]
     ids: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str | None] = dataclasses.field(default_factory=list)
+    born_charges: list[np.ndarray | None] = dataclasses.field(default_factory=list)
+    force_constants: list[Any] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> np.ndarray:
@@ -94,7 +101,19 @@ class DielectricModel:
             raise ValueError(f"bundle {bundle.name!r} mixes encoders {sorted(names)}")
         self.bundle = bundle
         self.encoder = encoder or get_encoder(names.pop())
-        self.targets = tuple(t for t in TARGETS if t in bundle.targets)
+        # A bundle with electronic and ionic parts but no total model serves their sum
+        # (member by member): total = electronic + ionic by construction.
+        self.summed_total = (
+            "total" not in bundle.targets
+            and {"electronic", "ionic"} <= set(bundle.targets)
+            and self.ensemble_size("electronic") == self.ensemble_size("ionic")
+        )
+        self.targets = tuple(
+            t for t in TARGETS if t in bundle.targets or (t == "total" and self.summed_total)
+        )
+        self.physics_targets = tuple(
+            t for t, tm in bundle.targets.items() if tm.config.physics is not None
+        )
         # Stack members along a leading axis: one vmapped readout call per target. Stacked on
         # the host and sent once (jnp.stack per leaf would compile an op per leaf shape).
         self._stacked = jax.device_put(
@@ -113,6 +132,8 @@ class DielectricModel:
         return self.bundle.name
 
     def ensemble_size(self, target: str) -> int:
+        if target == "total" and "total" not in self.bundle.targets:
+            return self.ensemble_size("electronic")
         return len(self.bundle.targets[target].members)
 
     @functools.cached_property
@@ -127,37 +148,40 @@ class DielectricModel:
 
     def _forward(self, inversion_average: bool):
         encoder = self.encoder
-        readouts = {
-            t: (DTNN(tm.config.readout), tm.config.encoder_layer)
-            for t, tm in self.bundle.targets.items()
-        }
+        from dtnn_jax.models.factory import model_for
 
-        def member_tensors(enc_params, readout_params, scalers, batch):
-            """target -> eps [n_members, n_graph, 3, 3] of every ensemble member."""
+        heads = {}
+        for t, tm in self.bundle.targets.items():
+            module = model_for(tm.config)
+            method = type(module).charges if tm.config.physics is not None else None
+            heads[t] = (module, method, tm.config.encoder_layer)
+
+        def member_outputs(enc_params, readout_params, scalers, batch):
+            """target -> eps [n_members, n_graph, 3, 3] of every readout member, or Born
+            charges [n_members, n_node, 3, 3] of every physics member."""
             out = encoder.forward(enc_params, batch)
             result = {}
-            for t, (module, layer) in readouts.items():
+            for t, (module, method, layer) in heads.items():
                 g = with_features(
                     batch,
                     nodes={"features": out.node_features[layer - 1].array},
                     edges={"radial": out.edge_radial},
                 )
-                y = jax.vmap(lambda p, g=g, m=module: m.apply(p, g, deterministic=True))(
-                    readout_params[t]
-                )  # [n_members, n_graph, 3, 3]
-                result[t] = scalers[t].to_eps(y)
+
+                def one(p, g=g, m=module, method=method):
+                    return m.apply(p, g, deterministic=True, method=method)
+
+                y = jax.vmap(one)(readout_params[t])
+                result[t] = y if method is not None else scalers[t].to_eps(y)
             return result
 
         def forward(enc_params, readout_params, scalers, batch):
-            eps = member_tensors(enc_params, readout_params, scalers, batch)
+            res = member_outputs(enc_params, readout_params, scalers, batch)
             if inversion_average:
                 # Each member is averaged over x and -x before the ensemble statistics.
-                inv = member_tensors(enc_params, readout_params, scalers, invert(batch))
-                eps = {t: 0.5 * (eps[t] + inv[t]) for t in eps}
-            return {
-                t: (e.mean(0), e.std(0), (jnp.trace(e, axis1=-2, axis2=-1) / 3.0).std(0))
-                for t, e in eps.items()
-            }
+                inv = member_outputs(enc_params, readout_params, scalers, invert(batch))
+                res = {t: 0.5 * (res[t] + inv[t]) for t in res}
+            return res, batch.n_node
 
         return parallel.sharded_vmap(forward)
 
@@ -174,22 +198,46 @@ class DielectricModel:
     ) -> Prediction:
         """All targets for crystals that went through the input pass (`prepare`)."""
         n = len(crystals)
-        mean = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
-        std = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
-        poly_std = {t: np.full(n, np.nan, np.float32) for t in self.targets}
         good = [i for i, c in enumerate(crystals) if c.graph is not None]
         args = (self.encoder.params, self._stacked, self._scalers)
         apply = self._apply_inversion_averaged if inversion_average else self._apply
         graphs = [crystals[i].graph for i in good]
+        if self.physics_targets:
+            from dtnn_jax.physics.born import nominal_charges
+
+            graphs = [
+                with_features(g, nodes={"charge_nominal": nominal_charges(crystals[i].structure)})
+                for g, i in zip(graphs, good, strict=True)
+            ]
+        # per target and good crystal: [n_members, 3, 3] eps, or [n_members, n_atoms, 3, 3] Z
+        members: dict[str, list] = {t: [None] * len(good) for t in self.bundle.targets}
         batches = parallel.map_batches(
             apply, args, graphs, budget or self.encoder.budget, progress, desc="predict"
         )
-        for idx, res in batches:
-            rows = [good[k] for k in idx]
-            for t in self.targets:
-                mean[t][rows] = res[t][0][: len(rows)]
-                std[t][rows] = res[t][1][: len(rows)]
-                poly_std[t][rows] = res[t][2][: len(rows)]
+        for idx, (res, n_node) in batches:  # idx: positions in ``good``
+            offsets = np.concatenate([[0], np.cumsum(n_node)])
+            for j, k in enumerate(idx):
+                for t in self.bundle.targets:
+                    if t in self.physics_targets:
+                        members[t][k] = res[t][:, offsets[j] : offsets[j + 1]]
+                    else:
+                        members[t][k] = res[t][:, j]
+        born, fcs = [], []
+        if self.physics_targets:
+            born, fcs = self._physics(crystals, good, members, progress)
+        mean = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
+        std = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
+        poly_std = {t: np.full(n, np.nan, np.float32) for t in self.targets}
+        if self.summed_total:
+            members["total"] = [
+                e + i for e, i in zip(members["electronic"], members["ionic"], strict=True)
+            ]
+        for t in self.targets:
+            for k, row in enumerate(good):
+                eps = np.asarray(members[t][k], np.float64)  # [n_members, 3, 3]
+                mean[t][row] = eps.mean(0)
+                std[t][row] = eps.std(0)
+                poly_std[t][row] = (np.trace(eps, axis1=-2, axis2=-1) / 3.0).std()
         return Prediction(
             mean=mean,
             std=std,
@@ -198,7 +246,34 @@ class DielectricModel:
             sources=[c.source for c in crystals],
             ids=[c.id for c in crystals],
             warnings=[c.warning for c in crystals],
+            born_charges=born,
+            force_constants=fcs,
         )
+
+    def _physics(self, crystals, good, members, progress):
+        """eps_ion of the physics targets, member by member, from the members' Born charges
+        (in ``members``, replaced by eps in place) and each crystal's K; float64 on the host.
+
+        Returns the per-crystal ensemble-mean Born charges and force constants.
+        """
+        from dtnn_jax.physics.dielectric import IONIC_PREFACTOR_EV_ANGSTROM
+        from dtnn_jax.physics.force_constants import force_constants
+
+        structures = [crystals[i].structure for i in good]
+        fcs = force_constants(structures, self.encoder, progress=progress) if good else []
+        born: list = [None] * len(crystals)
+        k_list: list = [None] * len(crystals)
+        for t in self.physics_targets:
+            physics = self.bundle.targets[t].config.physics
+            for k, (row, fc) in enumerate(zip(good, fcs, strict=True)):
+                z = np.asarray(members[t][k], np.float64)  # [n_members, n_atoms, 3, 3]
+                kinv = fc.optical_pseudo_inverse(physics.treatment, physics.floor).kinv_a2_per_ev
+                zs = np.swapaxes(z, -1, -2).reshape(z.shape[0], -1, 3)  # [M, 3N, 3]
+                eps = np.einsum("mia,ij,mjb->mab", zs, kinv, zs)  # [M, 3, 3]
+                members[t][k] = IONIC_PREFACTOR_EV_ANGSTROM / crystals[row].structure.volume * eps
+                born[row] = z.mean(0).astype(np.float32)
+                k_list[row] = fc
+        return born, k_list
 
     def predict_detailed(
         self,
