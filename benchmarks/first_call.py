@@ -39,12 +39,15 @@ def _one_cif(directory: Path) -> Path:
     return path
 
 
+MODEL: list[str] = []  # ["--model", NAME] when --model is given
+
+
 def _run(cif: Path, cache: str, pythonpath: str | None = None, extra=()) -> tuple[float, str]:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "DTNN_JAX_COMPILATION_CACHE": cache}
     env["DTNN_JAX_CACHE"] = str(Path(cache).parent / "features")
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    cmd = [sys.executable, *extra, "-m", "dtnn_jax.cli", "predict", str(cif)]
+    cmd = [sys.executable, *extra, "-m", "dtnn_jax.cli", "predict", str(cif), *MODEL]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     seconds = time.perf_counter() - start
@@ -73,7 +76,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline", default=None, help="git revision timed as 'today'")
+    parser.add_argument("--model", default=None, help="bundle (default: the shipped default)")
+    parser.add_argument("--out", default=None, help="result name (default first_call)")
     args = parser.parse_args()
+    if args.model:
+        MODEL.extend(["--model", args.model])
     from dtnn_jax.training.report import machine_description
 
     load_before = os.getloadavg()
@@ -113,7 +120,8 @@ def main() -> None:
         "machine": machine_description(),
         "load_average_1_5_15_before": [round(x, 2) for x in load_before],
         "load_average_1_5_15_after": [round(x, 2) for x in load_after],
-        "command": "python -m dtnn_jax.cli predict one.cif (shipped model, 15 readouts)",
+        "command": "python -m dtnn_jax.cli predict one.cif "
+        + (" ".join(MODEL) or "(the shipped default model)"),
         "repeats": args.repeats,
         "cold_s": cold,
         "warm_s": warm,
@@ -129,7 +137,8 @@ def main() -> None:
         "warm_imports_s": imports,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "first_call.json").write_text(json.dumps(result, indent=1) + "\n")
+    name = args.out or "first_call"
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [
         "# `dtnn predict one.cif` in a fresh process",
         "",
@@ -145,7 +154,7 @@ def main() -> None:
         "Imports of a warm call (cumulative, s): "
         + ", ".join(f"{k} {v:.2f}" for k, v in imports.items()),
     ]
-    (RESULTS / "first_call.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

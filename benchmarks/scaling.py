@@ -51,7 +51,7 @@ def _env(cache: str) -> dict:
 def _screen(out: Path, limit: int, cache: str, processes: int) -> float:
     """Wall time (s) of one screen of the first ``limit`` shipped crystals."""
     base = [sys.executable, "-m", "dtnn_jax.cli", "screen", "shipped", "--limit", str(limit)]
-    base += ["--out", str(out), "--no-progress"]
+    base += ["--out", str(out), "--no-progress", "--refine", "0"]  # the feature model alone
     if processes == 1:
         cmds = [["taskset", "-c", "0", *base]]
     else:

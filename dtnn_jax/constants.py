@@ -22,3 +22,9 @@ READOUT_VARIANTS: dict[str, dict] = {
 # layer_ablation.md).
 DEFAULT_ENCODER = "sevennet-0"
 DEFAULT_ENCODER_LAYER = 3
+
+# The physics ionic model (`dtnn train --physics`): the phonon-fine-tuned potential whose force
+# constants enter eps_ion, and the layer of its features the Born-charge head reads (chosen on
+# validation, benchmarks/results/ionic_physics.md).
+PHYSICS_ENCODER = "nequix-oam-1-pft"
+PHYSICS_ENCODER_LAYER = 2

@@ -55,6 +55,12 @@ def register(subparsers) -> None:
     p.add_argument("--output", "-o", default=None, help="write here instead of stdout")
     p.add_argument("--progress", action="store_true", help="progress bar on stderr")
     p.add_argument(
+        "--phonons",
+        action="store_true",
+        help="with a physics model: the Gamma-point frequencies (cm^-1) with each mode's IR "
+        "activity and its part of eps_ion (table and JSON)",
+    )
+    p.add_argument(
         "--inversion-average",
         action="store_true",
         help="average over the crystal and its inverted image (O(3)-equivariant; 2x cost)",
@@ -112,7 +118,13 @@ def _error_record(source: str, error: str) -> dict:
 
 
 def predict_records(
-    model, inputs, targets, progress: bool = False, inversion_average: bool = False, **prepare
+    model,
+    inputs,
+    targets,
+    progress: bool = False,
+    inversion_average: bool = False,
+    phonons: bool = False,
+    **prepare,
 ) -> list[dict]:
     """One JSON-ready record per input crystal: tensors and derived scalars, or the error."""
     from tqdm.auto import tqdm
@@ -121,7 +133,9 @@ def predict_records(
 
     records = []
     with tqdm(total=len(inputs), disable=not progress, desc="predict", unit="crystal") as bar:
-        stream = predict_crystals(model, inputs, inversion_average=inversion_average, **prepare)
+        stream = predict_crystals(
+            model, inputs, inversion_average=inversion_average, phonons=phonons, **prepare
+        )
         for record in stream:
             records.append(record.as_dict(targets))
             bar.update(1)
@@ -151,7 +165,30 @@ def format_table(records: list[dict], model_name: str) -> str:
             for row, srow in zip(v["tensor"], v["std"], strict=True):
                 cells = "  ".join(f"{x:9.3f} +- {s:6.3f}" for x, s in zip(row, srow, strict=True))
                 out.append(f"    [{cells}]")
+        if rec.get("phonons"):
+            out += format_phonons(rec)
     return "\n".join(out) + "\n"
+
+
+def format_phonons(rec: dict) -> list[str]:
+    """The Gamma modes of a record: frequency, IR activity, part of eps_ion."""
+    force = rec.get("max_force_ev_per_a")
+    lines = [
+        "  Gamma phonons (the potential's K and the predicted Born charges; imaginary "
+        "frequencies negative"
+        + (f"; largest residual force {force:.3f} eV/A" if force is not None else "")
+        + "):",
+        "    mode  frequency/cm^-1  IR activity/(e^2/amu)  eps_ion,poly",
+    ]
+    for m, mode in enumerate(rec["phonons"]):
+        if mode["acoustic"]:
+            lines.append(f"    {m + 1:4d}  {0.0:15.1f}  {'acoustic':>21}")
+            continue
+        lines.append(
+            f"    {m + 1:4d}  {mode['frequency_cm1']:15.1f}  "
+            f"{mode['ir_activity_e2_per_amu']:21.4f}  {mode['eps_ionic_poly']:12.4f}"
+        )
+    return lines
 
 
 def format_csv(records: list[dict], targets) -> str:
@@ -221,6 +258,11 @@ def run(args: argparse.Namespace) -> int:
             f"model {model.name} has no {args.target!r} model (it has {', '.join(model.targets)})"
         )
     targets = model.targets if args.target == "all" else (args.target,)
+    if args.phonons and not model.physics_targets:
+        raise CommandError(
+            f"--phonons needs a physics model (Born charges x force constants); {model.name} "
+            "reads eps off the features (train one with dtnn train --physics)"
+        )
     mine = inputs
     if group.count > 1:  # each process its round-robin shard; process 0 merges
         from dtnn_jax.inputs import input_item
@@ -232,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
         targets,
         progress=args.progress,
         inversion_average=args.inversion_average,
+        phonons=args.phonons,
         max_atoms=args.max_atoms,
         allow_isolated=args.allow_isolated,
     )

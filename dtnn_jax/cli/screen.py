@@ -8,6 +8,15 @@ FOM = band gap x eps_poly; without them it ranks eps_poly only, and says so. Lik
 are not ranked as dielectrics unless --rank-metals is given. Writes a ranked CSV, a summary,
 the element frequencies of the top K and plots to --out.
 
+Cost-aware by default: the pool is ranked with the fast feature model (--model, default
+dtnn-sevennet0-petousis2017: one encoder pass per crystal), and the --refine K best (default
+3 x --top) are predicted again with the physics model (--refine-model, default: the shipped
+default model; ~3N force evaluations per crystal) and ranked by that ahead of the rest, which
+are reported as pre-screen only (ranked.csv column stage). On held-out crystals a pre-screen
+twice (three times) the size of the wanted top cut 6 % (4 %) of the physics model's top
+(benchmarks/results/screen_refine.md). --refine 0 ranks with --model alone, as does a
+screen with your own --model unless --refine or --refine-model is given.
+
 Under N processes (--coordinator/--num-processes/--process-id, JAX's variables or a SLURM
 step) every process screens its own round-robin shard of the pool and writes it to
 OUT/shards; process 0 merges them into one ranked CSV, summary and plot set, identical to a
@@ -27,6 +36,9 @@ from dtnn_jax.cli.common import plain
 from dtnn_jax.cli.featurize import add_input_arguments
 from dtnn_jax.constants import TARGETS
 from dtnn_jax.distributed import add_arguments as add_distributed_arguments
+
+# Default refine size per wanted candidate (see the module docstring).
+REFINE_PER_TOP = 3
 
 
 def register(subparsers) -> None:
@@ -48,7 +60,23 @@ def register(subparsers) -> None:
         "--target", choices=TARGETS, default="total", help="tensor to rank by (default: total)"
     )
     s.add_argument(
-        "--model", default=None, help="bundle name or directory, e.g. a dtnn train --workdir"
+        "--model",
+        default=None,
+        help="the (pre-)screen model: bundle name or directory, e.g. a dtnn train --workdir "
+        "(default: the fast dtnn-sevennet0-petousis2017)",
+    )
+    s.add_argument(
+        "--refine",
+        type=int,
+        default=None,
+        metavar="K",
+        help="predict the K best again with --refine-model and rank them first (default "
+        "3 x --top, or 0 when --model is given without --refine-model; 0: no refinement)",
+    )
+    s.add_argument(
+        "--refine-model",
+        default=None,
+        help="the refining model (default: the shipped default, the physics model)",
     )
     s.add_argument("--out", default="screening", help="output directory (default: screening)")
     s.add_argument("--chunk-size", type=int, default=256, help="crystals per prediction call")
@@ -71,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
 
     for name in ("--top", "--chunk-size", "--limit", "--max-atoms"):
         positive(name, getattr(args, name.lstrip("-").replace("-", "_")))
+    if args.refine is None:  # the two-stage screen is the default of the shipped models
+        default = args.model is None or args.refine_model is not None
+        args.refine = REFINE_PER_TOP * args.top if default else 0
+    if args.refine < 0:
+        raise CommandError(f"--refine must be >= 0, got {args.refine}")
     if args.pool != "shipped":
         from dtnn_jax.cli.predict import expand_inputs
 
@@ -88,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dtnn_jax import distributed, shards
     from dtnn_jax.cli.predict import load_model_or_fail
+    from dtnn_jax.inference import FAST_MODEL
     from dtnn_jax.inference.pool import pool_items
     from dtnn_jax.inference.screening import merge_screen, screen
     from dtnn_jax.runtime import enable_compilation_cache
@@ -102,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
         "target": args.target,
         "rank_metals": args.rank_metals,
     }
+    enable_compilation_cache()
+    refining = _refine_model(args)
+    if refining is not None:
+        ranking |= {"refine_model": refining, "refine_top": args.refine}
     if args.merge:
         return _report(merge_screen(out, pool, **ranking), out, args.target)
     group = distributed.initialize_from_args(args)
@@ -109,10 +147,11 @@ def run(args: argparse.Namespace) -> int:
     if shard is None and group.count > 1:
         shard = (group.index, group.count)
 
-    enable_compilation_cache()
-    model = load_model_or_fail(args.model)
+    model = load_model_or_fail(args.model or FAST_MODEL)
     if args.target not in model.targets:
         raise CommandError(f"model {model.name} has no {args.target!r} model")
+    if refining is not None and refining.name == model.name:
+        ranking.pop("refine_model"), ranking.pop("refine_top")  # nothing to refine
     summary = screen(
         pool,
         model,
@@ -137,6 +176,19 @@ def run(args: argparse.Namespace) -> int:
     return _report(summary, out, args.target)
 
 
+def _refine_model(args):
+    """The refining model of a cost-aware screen, or None (--refine 0)."""
+    from dtnn_jax.cli.common import CommandError
+    from dtnn_jax.cli.predict import load_model_or_fail
+
+    if args.refine == 0:
+        return None
+    model = load_model_or_fail(args.refine_model)
+    if args.target not in model.targets:
+        raise CommandError(f"refine model {model.name} has no {args.target!r} model")
+    return model
+
+
 def _report(summary: dict, out, target: str) -> int:
     """Prints the summary of a ranked screen; returns the exit status."""
     print(
@@ -144,15 +196,23 @@ def _report(summary: dict, out, target: str) -> int:
         f"{summary['n_predicted']} predicted, {summary['n_failed']} failed, "
         f"{summary['n_ranked']} ranked by {summary['ranking']}"
     )
+    if summary.get("refine_model"):
+        print(
+            f"refined the best {summary['n_refined']} with {summary['refine_model']} (ranked "
+            "first; the rest are pre-screen only: ranked.csv column stage)"
+        )
     if summary["note"]:
         print(f"note: {summary['note']}")
     if summary["uses_fom"] and summary["n_without_band_gap"]:
         print(f"{summary['n_without_band_gap']} predicted crystals have no band gap (unranked)")
     score_name = "FOM (eV)" if summary["uses_fom"] else f"eps_poly ({target})"
-    print(f"  {'rank':>4}  {'id':<24} {'formula':<14} {score_name:>10}")
+    print(f"  {'rank':>4}  {'id':<24} {'formula':<14} {score_name:>10}  stage")
     for entry in summary["top_k"][:10]:
         score = entry["fom"] if summary["uses_fom"] else entry[f"eps_poly_{target}"]
-        print(f"  {entry['rank']:>4}  {entry['id']:<24} {entry['formula']:<14} {score:10.3f}")
+        print(
+            f"  {entry['rank']:>4}  {entry['id']:<24} {entry['formula']:<14} {score:10.3f}  "
+            f"{entry.get('stage') or ''}"
+        )
     for f in summary["failures"]:
         print(f"dtnn screen: {f['source']}: {f['error']}", file=sys.stderr)
     print(f"ranked CSV, plots and element frequencies in {out}/")

@@ -12,6 +12,12 @@ mean-predictor and ridge baselines, and writes under --workdir:
                             over seeds)
   parity_TARGET.png         predicted vs DFT components of the test crystals
 
+With --physics the ionic tensor is not read off the features: a head predicts each atom's
+Born effective charges Z* from them, and eps_ion = 4 pi e^2 / Omega Z* Kinv Z*, with K the
+frozen encoder's own force constants at the given geometry (a phonon-fine-tuned potential,
+nequix-oam-1-pft layer 2 by default). Z* is fitted through eps_ion (no Born-charge labels are
+needed). The total is then not trained: the bundle serves total = electronic + ionic.
+
 With --folds K there is no test split and no table: member k trains on 90 % of the data and
 stops early on the k-th disjoint 10 % (so the ensemble learns from every labelled crystal;
 how the shipped models were made). Estimate accuracy with --seeds first.
@@ -32,6 +38,8 @@ from dtnn_jax.constants import (
     DEFAULT_ENCODER,
     DEFAULT_ENCODER_LAYER,
     OUTPUT_MAPS,
+    PHYSICS_ENCODER,
+    PHYSICS_ENCODER_LAYER,
     READOUT_VARIANTS,
     TARGETS,
 )
@@ -75,13 +83,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "model that sees every crystal); instead of --seeds",
     )
     p.add_argument(
-        "--encoder", default=DEFAULT_ENCODER, help=f"frozen encoder (default {DEFAULT_ENCODER})"
+        "--encoder",
+        default=None,
+        help=f"frozen encoder (default {DEFAULT_ENCODER}; with --physics {PHYSICS_ENCODER})",
     )
     p.add_argument(
         "--layer",
         type=int,
-        default=DEFAULT_ENCODER_LAYER,
-        help=f"encoder layer whose features are read (default {DEFAULT_ENCODER_LAYER})",
+        default=None,
+        help=f"encoder layer whose features are read (default {DEFAULT_ENCODER_LAYER}; with "
+        f"--physics {PHYSICS_ENCODER_LAYER})",
+    )
+    p.add_argument(
+        "--physics",
+        action="store_true",
+        help="ionic = learned Born charges x the encoder's force constants; total = "
+        "electronic + ionic (see above)",
     )
     p.add_argument(
         "--readout",
@@ -131,6 +148,11 @@ def config_from_args(args: argparse.Namespace, target: str, seed: int):
     config = make(
         target=target, encoder_layer=args.layer, seed=seed, encoder=args.encoder, readout=readout
     )
+    if args.physics and target == "ionic":
+        from dtnn_jax.config import PhysicsConfig
+
+        head = dataclasses.replace(config.readout, target_scaling="none", output_map="affine")
+        config = dataclasses.replace(config, readout=head, physics=PhysicsConfig())
     train = config.train
     if args.max_epochs is not None:
         train = dataclasses.replace(train, max_epochs=args.max_epochs)
@@ -138,7 +160,7 @@ def config_from_args(args: argparse.Namespace, target: str, seed: int):
         train = dataclasses.replace(train, progress_bar=False)
     if args.shards is not None:
         train = dataclasses.replace(train, shards=args.shards)
-    if args.output_map is not None:
+    if args.output_map is not None and config.physics is None:
         config = dataclasses.replace(
             config, readout=dataclasses.replace(config.readout, output_map=args.output_map)
         )
@@ -162,7 +184,18 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--seeds repeats a seed: {seeds}")
     data = existing_file(args.data, "--data") if args.data is not None else None
     workdir = writable_dir(args.workdir, "--workdir")
+    if args.encoder is None:
+        args.encoder = PHYSICS_ENCODER if args.physics else DEFAULT_ENCODER
+    if args.layer is None:
+        args.layer = PHYSICS_ENCODER_LAYER if args.physics else DEFAULT_ENCODER_LAYER
     targets = list(TARGETS) if args.target == "all" else [args.target]
+    if args.physics:
+        if args.target == "total":
+            raise CommandError(
+                "with --physics the total is electronic + ionic, not trained: use --target "
+                "all (both parts) or ionic"
+            )
+        targets = [t for t in targets if t != "total"]
     try:  # a bad encoder or layer fails here, before any data is read
         configs = {t: [config_from_args(args, t, s) for s in seeds] for t in targets}
     except ValueError as err:
@@ -192,6 +225,21 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         encoder=args.encoder,
     )
+    by_target = {t: graphs for t in targets}
+    if args.physics and "ionic" in targets:
+        from dtnn_jax.physics.training import ionic_graphs
+
+        physics = configs["ionic"][0].physics
+        by_target["ionic"] = ionic_graphs(
+            [r.structure for r in records],
+            args.layer,
+            feature_encoder=args.encoder,
+            k_encoder=args.encoder,
+            treatment=physics.treatment,
+            floor=physics.floor,
+            cache_dir=args.cache_dir,
+            progress=not args.no_progress,
+        )
     results: dict[str, list[dict]] = {}
     runs: dict[str, list] = {}
     for target in targets:
@@ -204,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
                 rundir = rundir / f"seed{config.seed}"
             t0 = time.perf_counter()
             summary, fit = run_experiment(
-                config, rundir, records, graphs, restart=args.restart, fold=fold
+                config, rundir, records, by_target[target], restart=args.restart, fold=fold
             )
             summary["wall_time_s"] = time.perf_counter() - t0
             results.setdefault(target, []).append(summary)
@@ -239,13 +287,19 @@ def run(args: argparse.Namespace) -> int:
             f"{args.folds} members on disjoint 90/10 train/validation folds (every labelled "
             "crystal is in the training set of at least all but one member)"
         )
+    what = f"DTNN readouts on frozen {args.encoder} layer {args.layer} features"
+    if args.physics:
+        what = (
+            f"electronic: a DTNN readout on frozen {args.encoder} layer {args.layer} features; "
+            "ionic: learned Born charges x the same potential's force constants; total = "
+            "electronic + ionic"
+        )
     bundle = export_bundle(
         workdir,
         runs,
         records_digest(records),
         len(records),
-        description=f"DTNN readouts on frozen {args.encoder} layer {args.layer} features; "
-        + members,
+        description=f"{what}; {members}",
         training_data=str(data) if data is not None else "shipped Petousis et al. 2017",
         produced_by="dtnn train",
     )

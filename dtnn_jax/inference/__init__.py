@@ -2,6 +2,7 @@
 
 from dtnn_jax.inference.bundle import (
     DEFAULT_MODEL,
+    FAST_MODEL,
     BundleError,
     Member,
     ModelBundle,
@@ -14,6 +15,7 @@ from dtnn_jax.inference.predictor import DielectricModel, Prediction, load_model
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FAST_MODEL",
     "BundleError",
     "DielectricModel",
     "Member",

@@ -31,7 +31,11 @@ from dtnn_jax.models.scaling import TargetScaler
 BUNDLE_FORMAT = "dtnn_jax.bundle"
 BUNDLE_VERSION = 1
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-DEFAULT_MODEL = "dtnn-sevennet0-petousis2017"
+# The default: electronic readout + physics ionic (Born charges x Nequix-OAM-1-PFT's force
+# constants), total = electronic + ionic. FAST_MODEL reads all three off SevenNet-0 features
+# (one forward pass per crystal): `dtnn screen`'s pre-screen.
+DEFAULT_MODEL = "dtnn-physics-nequixpft-petousis2017"
+FAST_MODEL = "dtnn-sevennet0-petousis2017"
 
 
 class BundleError(InputError):

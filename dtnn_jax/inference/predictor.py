@@ -302,8 +302,14 @@ class DielectricModel:
         return_std: bool = False,
         errors: str = "raise",
         inversion_average: bool = False,
+        return_born_charges: bool = False,
     ):
         """Predicted tensors [n, 3, 3] for a list of crystals (see `predict`)."""
+        if return_born_charges and not self.physics_targets:
+            raise ValueError(
+                f"model {self.name} has no Born-charge head: return_born_charges needs a "
+                "physics ionic model (dtnn train --physics)"
+            )
         if target != "all" and target not in self.targets:
             raise ValueError(f"target must be one of {(*self.targets, 'all')}, got {target!r}")
         if errors not in ("raise", "nan"):
@@ -319,8 +325,12 @@ class DielectricModel:
                 raise StructureInputError(f"{len(failed)} of {len(result.errors)} inputs", lines)
             warnings.warn(f"no prediction (NaN) for {lines}", stacklevel=2)
         if target == "all":
-            return (result.mean, result.std) if return_std else result.mean
-        return (result.mean[target], result.std[target]) if return_std else result.mean[target]
+            out = (result.mean, result.std) if return_std else result.mean
+        else:
+            out = (result.mean[target], result.std[target]) if return_std else result.mean[target]
+        if return_born_charges:
+            return (*out, result.born_charges) if return_std else (out, result.born_charges)
+        return out
 
 
 def invert(batch: jraph.GraphsTuple) -> jraph.GraphsTuple:
@@ -366,6 +376,7 @@ def predict(
     model: str | os.PathLike | DielectricModel | None = None,
     errors: str = "raise",
     inversion_average: bool = False,
+    return_born_charges: bool = False,
 ):
     """Dielectric tensors of crystals with the shipped pretrained ensemble.
 
@@ -380,12 +391,19 @@ def predict(
         inversion_average: average over the crystal and its inverted image, making the
             prediction O(3)-equivariant (SevenNet-0 alone is SO(3)-only: a crystal and its
             mirror image may otherwise get different tensors); twice the cost.
+        return_born_charges: also return each crystal's Born effective charges Z*
+            (a list of [n_atoms, 3, 3] arrays in e, first index the field direction, the
+            acoustic sum rule holding; None for a failed input). Only a physics model has
+            them (the shipped default does); they are fitted through eps_ion, not to Z*
+            labels, so trust their sum over a mode more than one atom's entries.
 
     Returns:
         np.ndarray [n, 3, 3] (or a dict of them; with ``return_std`` a (mean, std) pair),
         one row per crystal: a file holding several crystals (multi-frame extxyz,
         multi-block CIF) gives one row per crystal, in file order
-        (`DielectricModel.predict_detailed` names them ``path#k``).
+        (`DielectricModel.predict_detailed` names them ``path#k``). With
+        ``return_born_charges`` the Born charges come last: ``(eps, z)`` or
+        ``(mean, std, z)``.
     """
     if not isinstance(model, DielectricModel):
         model = load_model(model)
@@ -395,4 +413,5 @@ def predict(
         return_std=return_std,
         errors=errors,
         inversion_average=inversion_average,
+        return_born_charges=return_born_charges,
     )

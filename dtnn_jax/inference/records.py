@@ -59,6 +59,14 @@ class CrystalPrediction:
         info: what the input already knew (band gap, e_above_hull, sources, ...).
         warning: None, or why the prediction may not mean what it seems (e.g. a slab).
         position: the index of the input it came from (see `dtnn_jax.inputs.CrystalInput`).
+        born_charges: [N, 3, 3] ensemble-mean Born effective charges (e; first index the
+            field direction), with a physics ionic model; else None.
+        phonons: the Gamma phonons (`dtnn_jax.physics.GammaPhonons`: frequencies, IR
+            activity, each mode's part of eps_ion) from the potential's K and the Born
+            charges, with a physics ionic model and ``phonons=True``; else None.
+        max_force_ev_per_a: with a physics ionic model, the largest residual force of the
+            potential at the given geometry (eV/A; large: not a minimum of the potential,
+            so K and eps_ion are less reliable); else NaN.
     """
 
     id: str
@@ -72,6 +80,9 @@ class CrystalPrediction:
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     warning: str | None = None
     position: int = -1
+    born_charges: np.ndarray | None = None
+    phonons: Any = None
+    max_force_ev_per_a: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -80,7 +91,13 @@ class CrystalPrediction:
     def as_dict(self, targets: Sequence[str] | None = None) -> dict:
         """A JSON-ready dict (NaN as None), with ``targets`` (default: all) only."""
         names = list(self.targets) if targets is None else [t for t in targets if t in self.targets]
-        return {
+        extra: dict = {}
+        if self.born_charges is not None:
+            extra["born_charges"] = self.born_charges.astype(float).round(6).tolist()
+            extra["max_force_ev_per_a"] = _finite_or_none(self.max_force_ev_per_a)
+        if self.phonons is not None:
+            extra["phonons"] = phonon_modes(self.phonons)
+        return extra | {
             "source": self.source,
             "id": self.id,
             "formula": self.formula or None,
@@ -102,15 +119,54 @@ class CrystalPrediction:
         }
 
 
+def phonon_modes(phonons) -> list[dict]:
+    """JSON-ready Gamma modes: frequency (cm^-1; negative = imaginary), IR activity
+    (e^2/amu) and the mode's part of eps_ion (its tensor and eps_poly), acoustic ones flagged."""
+    modes = []
+    for m, freq in enumerate(phonons.frequencies_cm1):
+        part = None if phonons.contributions is None else phonons.contributions[m]
+        modes.append(
+            {
+                "frequency_cm1": float(freq),
+                "acoustic": bool(phonons.acoustic[m]),
+                "ir_activity_e2_per_amu": None
+                if phonons.ir_activity_e2_per_amu is None
+                else float(phonons.ir_activity_e2_per_amu[m]),
+                "eps_ionic_poly": None if part is None else float(np.trace(part) / 3.0),
+                "eps_ionic": None if part is None else part.astype(float).tolist(),
+            }
+        )
+    return modes
+
+
 def _finite_or_none(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _records(model, crystals: list[CrystalInput], prediction) -> list[CrystalPrediction]:
+def _phonons(model, crystal: CrystalInput, born: np.ndarray, fc):
+    """Gamma phonons of a crystal from the potential's K and the predicted Born charges."""
+    from dtnn_jax.physics import gamma_phonons
+
+    structure = crystal.structure
+    physics = model.bundle.targets[model.physics_targets[0]].config.physics
+    return gamma_phonons(
+        fc.k_ev_per_a2,
+        np.array([site.specie.atomic_mass for site in structure], np.float64),
+        born,
+        structure.volume,
+        treatment=physics.treatment,
+    )
+
+
+def _records(
+    model, crystals: list[CrystalInput], prediction, phonons: bool = False
+) -> list[CrystalPrediction]:
     props = {t: tensor_properties(prediction.mean[t]) for t in model.targets}
     out = []
     for k, crystal in enumerate(crystals):
         error = prediction.errors[k]
+        born = prediction.born_charges[k] if prediction.born_charges else None
+        fc = prediction.force_constants[k] if prediction.force_constants else None
         targets = {}
         if error is None:
             targets = {
@@ -138,6 +194,9 @@ def _records(model, crystals: list[CrystalInput], prediction) -> list[CrystalPre
                 info=crystal.info,
                 warning=crystal.warning,
                 position=crystal.position,
+                born_charges=born,
+                phonons=_phonons(model, crystal, born, fc) if phonons and fc is not None else None,
+                max_force_ev_per_a=fc.max_force_ev_per_a if fc is not None else float("nan"),
             )
         )
     return out
@@ -151,6 +210,7 @@ def predict_crystals(
     budget=None,
     max_atoms: int | None = None,
     allow_isolated: bool = False,
+    phonons: bool = False,
 ) -> Iterator[CrystalPrediction]:
     """Streams a `CrystalPrediction` per crystal of ``inputs``, in input order.
 
@@ -162,10 +222,16 @@ def predict_crystals(
         inversion_average: see `DielectricModel.predict_detailed`.
         budget: padded-batch limits (default: the encoder's).
         max_atoms, allow_isolated: options of the input pass (`dtnn_jax.inputs`).
+        phonons: with a physics ionic model, also each crystal's Gamma phonons.
     """
+    if phonons and not model.physics_targets:
+        raise ValueError(
+            f"model {model.name} has no physics ionic model: phonons need the potential's "
+            "force constants and Born charges (a bundle from dtnn train --physics)"
+        )
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     crystals = prepare_inputs(inputs, model.encoder, max_atoms, allow_isolated)
     while chunk := list(itertools.islice(crystals, chunk_size)):
         prediction = model.predict_inputs(chunk, budget, inversion_average=inversion_average)
-        yield from _records(model, chunk, prediction)
+        yield from _records(model, chunk, prediction, phonons)

@@ -10,6 +10,15 @@ dielectrics; a second screen ranks by the anisotropy ratio lambda_max / lambda_m
 is alive at a time, ranks it and writes the ranked CSV, ``summary.json`` and the plots of
 `dtnn_jax.inference.screening_report` under ``out_dir``.
 
+Cost-aware screening: a physics model (Born charges x the potential's force constants) costs
+~3N force evaluations per crystal, a feature readout one forward pass. With ``refine_model``
+and ``refine_top=K`` the pool is ranked with the fast ``model`` first (the pre-screen), the K
+best ranked crystals are predicted again with ``refine_model`` and ranked by that, ahead of
+the rest, which keep their pre-screen tensors (column ``stage``: "refined" or "pre-screen";
+``prescreen_rank`` and ``prescreen_eps_poly_<target>`` keep where the pre-screen put them).
+`benchmarks/screen_refine.py` measures how much of the physics model's top 10 % a
+pre-screen of a given size keeps.
+
 Metals are not dielectrics: a metal has no band gap and no static dielectric tensor, while
 a readout trained on insulators still predicts one (large, since metallic screening looks
 like a soft insulator to it), so a screen without band gaps would put elemental metals and
@@ -95,6 +104,8 @@ def screen(
     max_atoms: int | None = None,
     allow_isolated: bool = False,
     shard: tuple[int, int] | None = None,
+    refine_model=None,
+    refine_top: int = 0,
 ) -> dict:
     """Predicts a pool in chunks, ranks it and writes the ranked CSV, plots and summaries.
 
@@ -114,6 +125,9 @@ def screen(
         shard: ``(I, N)``: predict only the I-th of N round-robin shards of the pool and
             write its rows to ``out_dir/shards`` (`dtnn_jax.shards`); `merge_screen` then
             ranks the whole pool. The result equals an unsharded run.
+        refine_model, refine_top: predict the ``refine_top`` best pre-screened crystals
+            again with ``refine_model`` (e.g. the physics model) and rank them first (see
+            the module docstring); with ``shard``, `merge_screen` refines.
 
     Returns:
         The summary dict also written to ``summary.json`` (with ``shard``: the shard's
@@ -130,8 +144,11 @@ def screen(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     items, size = pool_items(pool)
-    if (band_gaps is not None or shard is not None) and size is not None:
+    refining = refine_model is not None and refine_top > 0 and shard is None
+    if (band_gaps is not None or shard is not None or refining) and size is not None:
         items = list(items)  # items only reference structures/paths: cheap
+    elif refining:
+        items = list(items)  # the refine stage needs the best crystals again
     if band_gaps is not None and size is not None:
         # a sized pool's ids are known before any prediction: fail fast on a wrong table
         names = {name for item in items for name in (item.id, *item.aliases)}
@@ -161,7 +178,72 @@ def screen(
         return {"shard": list(shard), "n_rows": len(rows), **meta}
     if not rows:
         raise InputError(f"the pool {pool!s:.200} holds no structures")
-    return rank_and_report(rows, _model_info(model), out_dir, band_gaps, top_k, target, rank_metals)
+    info = _model_info(model)
+    if refining:
+        info = refine(
+            rows, items, info, refine_model, refine_top, band_gaps, target, rank_metals,
+            chunk_size=chunk_size, progress=progress, max_atoms=max_atoms,
+            allow_isolated=allow_isolated,
+        )  # fmt: skip
+    return rank_and_report(rows, info, out_dir, band_gaps, top_k, target, rank_metals)
+
+
+def refine(
+    rows: list[dict],
+    items,
+    info: dict[str, Any],
+    refine_model,
+    refine_top: int,
+    band_gaps,
+    target: str,
+    rank_metals: bool,
+    progress: bool = False,
+    **predict,
+) -> dict[str, Any]:
+    """Re-predicts the ``refine_top`` best ranked rows with ``refine_model``, in place.
+
+    Args:
+        rows: the pre-screen rows, in input order (``row["position"]`` indexes ``items``).
+        items: the pool's items (`pool_items`), in input order.
+        info: the pre-screen model's `_model_info`.
+        predict: options of `predict_crystals`.
+
+    Returns:
+        ``info`` with the refine model, its ensemble sizes and ``refine_top`` added.
+    """
+    if target not in refine_model.targets:
+        raise ValueError(f"target {target!r} is not in the refine model {refine_model.name}")
+    items = list(items)
+    annotate(rows, band_gaps, target, rank_metals)
+    primary, _ = _primary(rows, band_gaps, target)
+    order = [i for i in rank_order(primary) if np.isfinite(primary[i])][:refine_top]
+    from tqdm.auto import tqdm
+
+    best = [items[rows[i]["position"]] for i in order]
+    refined = tqdm(
+        predict_crystals(refine_model, best, **predict),
+        total=len(best),
+        disable=not progress,
+        desc="refine",
+        unit="crystal",
+    )
+    for rank, (i, record) in enumerate(zip(order, refined, strict=True), start=1):
+        row = screening_row(record) | {"position": rows[i]["position"]}
+        row |= {"stage": "refined", "prescreen_rank": rank}
+        row[f"prescreen_eps_poly_{target}"] = rows[i].get(f"eps_poly_{target}")
+        rows[i] = row
+    for row in rows:
+        row.setdefault("stage", "pre-screen")
+    from dtnn_jax.config import TARGETS
+
+    both = {*info["targets"], *refine_model.targets}
+    return info | {
+        "targets": [t for t in TARGETS if t in both],
+        "refine_model": refine_model.name,
+        "refine_top": refine_top,
+        "n_refined": len(order),
+        "refine_ensemble_size": {t: refine_model.ensemble_size(t) for t in refine_model.targets},
+    }
 
 
 def _pool_identity(pool) -> dict[str, Any]:
@@ -177,8 +259,14 @@ def merge_screen(
     top_k: int = 50,
     target: str = "total",
     rank_metals: bool = False,
+    refine_model=None,
+    refine_top: int = 0,
+    **predict,
 ) -> dict:
     """Ranks the rows of every shard written by ``screen(..., shard=(I, N))``.
+
+    With ``refine_model`` and ``refine_top`` the best ``refine_top`` are re-predicted here
+    (by this process) before ranking, as in `screen`.
 
     Raises:
         ShardError: a shard is missing, duplicated, or of another pool or model.
@@ -190,7 +278,21 @@ def merge_screen(
     rows.sort(key=lambda r: r["position"])  # stable: a file's crystals stay in file order
     if sorted(set(r["position"] for r in rows)) != list(range(expect["n_items"])):
         raise ShardError(f"{out_dir}: the shards do not cover the pool exactly once")
+    if refine_model is not None and refine_top > 0:
+        items = pool_items(pool)[0]
+        info = refine(
+            rows, items, info, refine_model, refine_top, band_gaps, target, rank_metals, **predict
+        )
     return rank_and_report(rows, info, Path(out_dir), band_gaps, top_k, target, rank_metals)
+
+
+def _primary(rows: list[dict], band_gaps, target: str) -> tuple[np.ndarray, bool]:
+    """[n] the ranking score of annotated rows (FOM with band gaps, else eps_poly; NaN: not
+    ranked) and whether it is the FOM."""
+    ok = np.array([r["error"] is None and r["excluded"] is None for r in rows])
+    use_fom = band_gaps is not None or bool(np.isfinite([r["band_gap_ev"] for r in rows]).any())
+    score = [r["fom"] if use_fom else r.get(f"eps_poly_{target}", np.nan) for r in rows]
+    return np.where(ok, np.asarray(score, np.float64), np.nan), use_fom
 
 
 def annotate(rows: list[dict], band_gaps, target: str, rank_metals: bool) -> None:
@@ -230,12 +332,12 @@ def rank_and_report(
     targets = info["targets"]
     ok = np.array([r["error"] is None for r in rows])
     ranked_ok = ok & np.array([r["excluded"] is None for r in rows])
-    poly = np.array([r.get(f"eps_poly_{target}", np.nan) for r in rows])
     aniso = np.array([r.get(f"anisotropy_{target}", np.nan) for r in rows])
-    fom = np.array([r["fom"] for r in rows])
-    use_fom = band_gaps is not None or bool(np.isfinite([r["band_gap_ev"] for r in rows]).any())
-    primary = np.where(ranked_ok, fom if use_fom else poly, np.nan)
+    primary, use_fom = _primary(rows, band_gaps, target)
     order = rank_order(primary)
+    refined = np.array([r.get("stage") == "refined" for r in rows]) & np.isfinite(primary)
+    if refined.any():  # the refined crystals first, each tier by its own score
+        order = np.concatenate([order[refined[order]], order[~refined[order]]])
     aniso_order = rank_order(np.where(ranked_ok, aniso, np.nan))
     aniso_rank = np.empty(len(rows), int)
     aniso_rank[aniso_order] = np.arange(1, len(rows) + 1)
@@ -293,7 +395,7 @@ def rank_and_report(
         if use_fom
         else None,
         "top_k": [
-            {k: r.get(k) for k in ("rank", "id", "formula", "band_gap_ev", "fom")}
+            {k: r.get(k) for k in ("rank", "id", "formula", "band_gap_ev", "fom", "stage")}
             | {f"eps_poly_{target}": r[f"eps_poly_{target}"]}
             for r in top
         ],

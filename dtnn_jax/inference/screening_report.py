@@ -39,6 +39,9 @@ def write_ranked_csv(ranked: list[dict], targets, path: Path) -> None:
         columns += [f"eps_poly_{t}", f"eps_poly_{t}_std", f"anisotropy_{t}"]
     columns += ["rank_anisotropy", "refractive_index", "likely_metal", "excluded"]
     columns += ["e_above_hull_ev", "sources", "warning", "error"]
+    if any("stage" in row for row in ranked):  # a refined screen (see screening.refine)
+        keys = sorted({k for row in ranked for k in row if k.startswith("prescreen_eps_poly_")})
+        columns[1:1] = ["stage", "prescreen_rank", *keys]
 
     def fmt(v):
         if v is None:

@@ -17,12 +17,11 @@ from pathlib import Path
 import jraph
 import numpy as np
 
+from dtnn_jax.constants import PHYSICS_ENCODER as DEFAULT_PHYSICS_ENCODER
 from dtnn_jax.encoder.features import graphs_with_features
 from dtnn_jax.graph import with_features
 from dtnn_jax.physics.born import nominal_charges
 from dtnn_jax.physics.force_constants import force_constants
-
-DEFAULT_PHYSICS_ENCODER = "nequix-oam-1-pft"
 
 
 def padded_kinv(kinv: np.ndarray, slots: int) -> np.ndarray:
