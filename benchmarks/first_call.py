@@ -44,7 +44,9 @@ MODEL: list[str] = []  # ["--model", NAME] when --model is given
 
 def _run(cif: Path, cache: str, pythonpath: str | None = None, extra=()) -> tuple[float, str]:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "DTNN_JAX_COMPILATION_CACHE": cache}
-    env["DTNN_JAX_CACHE"] = str(Path(cache).parent / "features")
+    # feature and force-constant caches beside the compilation cache; none kept when "off"
+    features = tempfile.mkdtemp() if cache == "off" else str(Path(cache).parent / "features")
+    env["DTNN_JAX_CACHE"] = features
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     cmd = [sys.executable, *extra, "-m", "dtnn_jax.cli", "predict", str(cif), *MODEL]
