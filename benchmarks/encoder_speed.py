@@ -61,6 +61,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dtnn_jax.training.report import cpu_model, load_average
+
 TORCH_BATCH_SIZE = 32
 TORCH_THREADS = (1, 2)
 TORCH_MODES = [(batch, threads) for batch in (1, TORCH_BATCH_SIZE) for threads in TORCH_THREADS]
@@ -72,22 +74,6 @@ QUIET_OTHERS_CORES = 0.25  # CPU used by other processes during a round, in core
 # ----------------------------------------------------------------------------------------
 # machine description and load
 # ----------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list[float]:
-    """1, 5 and 15 minute load averages (what ``uptime`` prints)."""
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _cpu_seconds_all() -> tuple[float, float] | None:

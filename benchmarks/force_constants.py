@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dtnn_jax.training.report import cpu_model, load_average
+
 RESULTS = Path(__file__).parent / "results" / "force_constants.json"
 ENCODER = "nequix-oam-1-pft"
 SIZES = (2, 5, 10, 20)
@@ -57,20 +59,6 @@ NEGATIVE_THRESHOLDS_EV_PER_A2 = (0.0, -1e-3, -1e-2, -1e-1)
 # ----------------------------------------------------------------------------------------
 # machine and load
 # ----------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _busy_cpu_seconds() -> float | None:

@@ -59,6 +59,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dtnn_jax.training.report import cpu_model, load_average
+
 REPO = Path(__file__).resolve().parent.parent
 QUIET_LOAD = 0.5
 
@@ -81,20 +83,6 @@ CONTROL_FLOW = {"while", "call", "conditional"}
 # ----------------------------------------------------------------------------------------
 # machine
 # ----------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def machine() -> dict:

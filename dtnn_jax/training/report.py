@@ -107,14 +107,26 @@ def aggregate(per_seed: Mapping[str, Mapping[str, Sequence[dict]]]) -> dict:
     return models
 
 
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (else what `platform` knows)."""
     try:
         with open("/proc/cpuinfo") as f:
             names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+        if names:
+            return names[0]
     except OSError:
         pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages (what ``uptime`` prints), rounded."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine_description() -> str:
+    """CPU, cores, OS, Python and jax (with its backend): the line every benchmark records."""
+    cpu = cpu_model()
     import jax
 
     return (
