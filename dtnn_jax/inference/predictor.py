@@ -4,7 +4,13 @@ Encoder and every readout of every target run in ONE jitted function per padded 
 shape (compiled once per bucket), vmapped over ensemble members and sharded over local
 devices. Inputs are validated one by one first, so one bad crystal never loses the others.
 
-Symmetry: SevenNet-0 is equivariant under proper rotations only (SO(3)): its l = 1 features
+Physics targets (`ExperimentConfig.physics`): the forward gives each member's Born charges;
+eps_ion = C / Omega * Z Kinv Z is then formed on the host in float64 with each crystal's
+force constants K (`dtnn_jax.physics.force_constants`), and a bundle with electronic and
+ionic parts but no total serves total = electronic + ionic member by member.
+
+Symmetry: Nequix encoders track parity (O(3)), so their models need no averaging. SevenNet-0
+(the fast model) is equivariant under proper rotations only (SO(3)): its l = 1 features
 are built from the spherical harmonics of bond vectors but labelled even ("1e"), so parity is
 not tracked. Rotating a crystal rotates the predicted tensor, eps(R x) = R eps(x) R^T, but
 its inverted (mirror) image -x may get a different tensor, although a rank-2 polar tensor is

@@ -139,6 +139,7 @@ CASES = [
     ("train: workdir not writable", ["train", "--workdir", "{a_file}/run"], 2, r"--workdir .* cannot be written", None),
     ("train: bad layer", ["train", "--layer", "9", "--workdir", "{tmp}/w"], 2, r"layer must be in 1\.\.5", None),
     ("train: --folds and --seeds", ["train", "--folds", "5", "--seeds", "0", "1", "--workdir", "{tmp}/w"], 2, r"--folds and --seeds are two ways", None),
+    ("train: --physics trains no total", ["train", "--physics", "--target", "total", "--workdir", "{tmp}/w"], 2, r"with --physics the total is electronic \+ ionic, not trained", None),
     # --- predict: inputs
     ("predict: empty directory alone", ["predict", "{empty_dir}", "--model", "{good_bundle}"], 2, r"nothing to predict: .*empty: the directory holds no structure files", None),
     ("predict: empty directory counts", ["predict", "{empty_dir}", "{good}", "--model", "{good_bundle}"], 1, r"1 of 2 inputs failed", None),
@@ -160,6 +161,7 @@ CASES = [
     ("bundle: config removed", ["predict", "{good}", "--model", "{no_config}"], 2, r"targets\.total\.config: missing", None),
     ("bundle: array dropped", ["predict", "{good}", "--model", "{array_dropped}"], 2, r"member 0: missing array", None),
     ("bundle: wrong shape", ["predict", "{good}", "--model", "{wrong_shape}"], 2, r"has shape \(3, 3, 3\), the readout config needs", None),
+    ("predict: --phonons needs physics", ["predict", "{good}", "--model", "{good_bundle}", "--phonons"], 2, r"--phonons needs a physics model", None),
     # --- screen
     ("screen: empty pool directory", ["screen", "{empty_dir}", "--model", "{good_bundle}", "--out", "{tmp}/s"], 2, r"holds no structure files; nothing to screen", None),
     ("screen: band gaps with a BOM", ["screen", "{pool}", "--model", "{good_bundle}", "--band-gaps", "{gaps_bom}", "--out", "{tmp}/s", "--no-progress"], 0, None, r"ranked by FOM"),
