@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,21 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from dtnn_jax.distributed import free_port_pair
+
 RESULTS = Path(__file__).parent / "results"
 ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-
-
-def _port_pair() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
 
 
 SMALL = 100  # crystals of the pool that estimates the fixed cost of one process
@@ -58,7 +46,7 @@ def _screen(out: Path, limit: int, cache: str, processes: int) -> float:
     if processes == 1:
         cmds = [["taskset", "-c", "0", *base]]
     else:
-        port = _port_pair()
+        port = free_port_pair()
         flags = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes)]
         cmds = [
             ["taskset", "-c", str(i), *base, *flags, "--process-id", str(i)]

@@ -23,6 +23,7 @@ from dtnn_jax.constants import (
     DEFAULT_ENCODER,
     DEFAULT_ENCODER_LAYER,
     OUTPUT_MAPS,
+    PHYSICS_ENCODER,
     READOUT_VARIANTS,
     TARGET_SCALINGS,
     TARGETS,
@@ -353,15 +354,19 @@ class ExperimentConfig:
         cls,
         encoder_layer: int = 2,
         seed: int = 0,
-        encoder: str = "nequix-oam-1-pft",
+        encoder: str = PHYSICS_ENCODER,
         readout: str = "dtnn",
         treatment: str = "drop_negative",
     ) -> ExperimentConfig:
         """The physics ionic model: a Born-charge head with the DTNN trunk (``readout``
         variant) on ``encoder``'s layer features, eps_ion through the encoder's own K."""
-        config = cls.default("ionic", encoder_layer, seed, encoder, readout)
-        head = dataclasses.replace(config.readout, target_scaling="none", output_map="affine")
-        return dataclasses.replace(config, readout=head, physics=PhysicsConfig(treatment))
+        return cls.default("ionic", encoder_layer, seed, encoder, readout).with_physics(treatment)
+
+    def with_physics(self, treatment: str = "drop_negative") -> ExperimentConfig:
+        """This ionic config as the physics model: its readout becomes the Born-charge head's
+        trunk (eps_ion unscaled, identity output map), eps_ion through the encoder's own K."""
+        head = dataclasses.replace(self.readout, target_scaling="none", output_map="affine")
+        return dataclasses.replace(self, readout=head, physics=PhysicsConfig(treatment))
 
     @classmethod
     def default(

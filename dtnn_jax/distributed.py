@@ -130,6 +130,22 @@ def initialize(
     return _GROUP
 
 
+def free_port_pair(host: str = "127.0.0.1", attempts: int = 50) -> int:
+    """A port p on ``host`` with p and p + 1 free: a local coordinator (JAX's service on p,
+    the `rendezvous` on p + 1), for tests, benchmarks and single-machine runs."""
+    for _ in range(attempts):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as s:
+                s.bind((host, port + 1))
+            return port
+        except OSError:
+            continue
+    raise DistributedError(f"no free pair of consecutive ports on {host}")
+
+
 def rendezvous(coordinator: str, num_processes: int, process_id: int, timeout_s: float) -> None:
     """All processes meet on the coordinator's port + 1 before JAX starts, or fail clearly.
 

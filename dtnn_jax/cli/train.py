@@ -149,10 +149,7 @@ def config_from_args(args: argparse.Namespace, target: str, seed: int):
         target=target, encoder_layer=args.layer, seed=seed, encoder=args.encoder, readout=readout
     )
     if args.physics and target == "ionic":
-        from dtnn_jax.config import PhysicsConfig
-
-        head = dataclasses.replace(config.readout, target_scaling="none", output_map="affine")
-        config = dataclasses.replace(config, readout=head, physics=PhysicsConfig())
+        config = config.with_physics()
     train = config.train
     if args.max_epochs is not None:
         train = dataclasses.replace(train, max_epochs=args.max_epochs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from dtnn_jax.distributed import free_port_pair
 from dtnn_jax.inference import save_bundle
 from tests.properties.tiny_model import tiny_bundle
 
@@ -29,21 +29,6 @@ CACHE = os.environ.get("DTNN_JAX_TEST_CACHE", str(ROOT / ".jax_cache"))
 TIMEOUT_S = 300
 # A stuck child prints every thread's Python stack and exits before the test gives up on it.
 STACK_DUMP_S = TIMEOUT_S - 30
-
-
-def _free_port_pair() -> int:
-    """A port p with p and p + 1 free (JAX's coordinator and the rendezvous)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free pair of ports")
 
 
 def _env() -> dict:
@@ -58,7 +43,7 @@ def _cli(args, cwd, processes: int = 1, port: int | None = None):
     if processes == 1:
         cmds = [[sys.executable, "-m", "dtnn_jax.cli", *args]]
     else:
-        port = port or _free_port_pair()
+        port = port or free_port_pair()
         flags = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes)]
         cmds = [
             [sys.executable, "-m", "dtnn_jax.cli", *args, *flags, "--process-id", str(i)]
@@ -151,7 +136,7 @@ def test_merge_refuses_a_missing_shard_and_a_shard_rerun_completes_it(setup, tmp
 
 def test_a_peer_that_never_arrives_is_a_clear_error(setup, tmp_path):
     _, pool, bundle = setup
-    port = _free_port_pair()
+    port = free_port_pair()
     args = ["screen", str(pool), "--model", str(bundle), "--out", str(tmp_path)]
     args += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0"]
     ((rc, _, err),) = _cli([*args, "--distributed-timeout", "5"], tmp_path)
@@ -204,7 +189,7 @@ def _train(workdir, epochs: int, processes: int, cwd) -> list[dict]:
     if processes == 1:
         cmds = [base]
     else:
-        port = str(_free_port_pair())
+        port = str(free_port_pair())
         cmds = [[*base, port, str(i)] for i in range(processes)]
     procs = [
         subprocess.Popen(c, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
