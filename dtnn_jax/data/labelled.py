@@ -15,6 +15,13 @@ Accepted per-record fields (JSON keys, CSV columns, or extxyz ``atoms.info`` key
   the third follows from total = electronic + ionic; if all three are given they must
   satisfy it.
 - band gap (optional): ``band_gap_ev`` or ``band_gap`` in eV.
+- Born effective charges (optional): ``born_charges`` (also ``becs``,
+  ``born_effective_charges``), per atom in the structure's site order, [n_atoms][3][3] or
+  [n_atoms][9] (row-major), in e, the first index the field direction; extxyz: a per-atom
+  array ``born_charges`` or ``becs`` (9 columns) or the same key in ``atoms.info``. Kept
+  on the record as ``born_charges`` [n_atoms, 3, 3].
+- ``source`` and ``fidelity`` (optional): where the labels come from and their level of
+  theory (one of ``dtnn_jax.data.records.FIDELITIES``; default ``""``).
 
 Tensors must be finite and symmetric within ``ASYMMETRY_TOL`` (see below); they are then
 symmetrised as (T + T^T)/2. Tensors are taken to be in the Cartesian frame of the
@@ -39,7 +46,13 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
-from dtnn_jax.data.records import SYMPREC_ANGSTROM, TARGETS, DielectricRecord, symmetry_of
+from dtnn_jax.data.records import (
+    FIDELITIES,
+    SYMPREC_ANGSTROM,
+    TARGETS,
+    DielectricRecord,
+    symmetry_of,
+)
 from dtnn_jax.errors import InputError
 
 ASYMMETRY_TOL = 0.05
@@ -54,6 +67,20 @@ _TENSOR_KEYS = {
 }  # accepted key names per target
 _ID_KEYS = ("material_id", "id")
 _GAP_KEYS = ("band_gap_ev", "band_gap")
+_BORN_KEYS = ("born_charges", "becs", "born_effective_charges")
+
+
+def _parse_born(value: Any, n_atoms: int) -> np.ndarray:
+    """[n_atoms, 3, 3] Born charges from nested lists, [n, 9] rows or a JSON string."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    z = np.asarray(value, dtype=np.float64)
+    if z.size != 9 * n_atoms:
+        raise ValueError(f"{z.size} numbers for {n_atoms} atoms (need {9 * n_atoms})")
+    z = z.reshape(n_atoms, 3, 3)
+    if not np.all(np.isfinite(z)):
+        raise ValueError("non-finite values")
+    return z
 
 
 class DataValidationError(InputError):
@@ -172,6 +199,17 @@ def _validate(raw: list[dict[str, Any]], source: str, symprec: float) -> list[Di
             except (TypeError, ValueError):
                 problems.append(f"{where}: band gap {gap_value!r} is not a finite number >= 0")
 
+        born = None
+        born_value = _first(entry, _BORN_KEYS)
+        if born_value is not None and structure is not None:
+            try:
+                born = _parse_born(born_value, len(structure))
+            except (ValueError, TypeError) as err:
+                problems.append(f"{where}: born_charges unusable ({err})")
+        fidelity = str(entry.get("fidelity", "") or "")
+        if fidelity not in FIDELITIES:
+            problems.append(f"{where}: unknown fidelity {fidelity!r}; expected one of {FIDELITIES}")
+
         if len(problems) > bad_before or structure is None:
             continue
         try:
@@ -191,6 +229,9 @@ def _validate(raw: list[dict[str, Any]], source: str, symprec: float) -> list[Di
                 spacegroup_number=number,
                 spacegroup_symbol=symbol,
                 crystal_system=system,
+                source=str(entry.get("source", "user") or "user"),
+                fidelity=fidelity,
+                born_charges=born,
             )
         )
     if problems:
@@ -216,6 +257,9 @@ def _read_extxyz(path: Path) -> list[dict[str, Any]]:
     raw = []
     for atoms in ase.io.read(path, index=":", format="extxyz"):
         entry: dict[str, Any] = dict(atoms.info)
+        for key in _BORN_KEYS:
+            if key in atoms.arrays:
+                entry[key] = np.asarray(atoms.arrays[key]).reshape(len(atoms), 9)
         if all(atoms.pbc) and atoms.cell.rank == 3:
             entry["structure"] = AseAtomsAdaptor.get_structure(atoms)
         else:

@@ -19,10 +19,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dtnn_jax.data.labelled import _validate
-from dtnn_jax.data.records import SYMPREC_ANGSTROM, DielectricRecord
+from dtnn_jax.data.records import FIDELITY_MP_PBE, SYMPREC_ANGSTROM, DielectricRecord
 
 DIELECTRIC_FIELDS = ("material_id", "total", "ionic", "electronic")
 SUMMARY_FIELDS = ("material_id", "structure", "band_gap", "formula_pretty")
+
+
+def _first_present(doc: dict[str, Any], keys: Sequence[str]) -> Any:
+    return next((doc[k] for k in keys if doc.get(k) is not None), None)
 
 
 def _as_dict(doc: Any) -> dict[str, Any]:
@@ -43,7 +47,9 @@ def records_from_mp_docs(
 
     Args:
         dielectric_docs: documents with ``material_id`` and 3x3 ``total``, ``ionic`` and
-            ``electronic`` tensors.
+            ``electronic`` tensors; a per-atom ``born_charges`` (or ``born``) field,
+            [n_atoms][3][3] in the summary structure's site order and frame, is kept on
+            the record (records get ``source="materials_project"``, ``fidelity="mp_pbe"``).
         summary_docs: documents with ``material_id``, ``structure`` (pymatgen Structure or
             its dict) and ``band_gap`` (eV).
         symprec: spglib tolerance (Angstrom).
@@ -65,6 +71,9 @@ def records_from_mp_docs(
                 "e_ionic": doc.get("ionic"),
                 "e_total": doc.get("total"),
                 "band_gap_ev": summary.get("band_gap"),
+                "born_charges": _first_present(doc, ("born_charges", "born")),
+                "source": "materials_project",
+                "fidelity": FIDELITY_MP_PBE,
             }
         )
     return _validate(raw, "Materials Project documents", symprec)

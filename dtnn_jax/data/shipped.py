@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dtnn_jax.data.records import (
+    FIDELITY_MP_PBE,
     INSULATOR_SOURCES,
     DielectricRecord,
     PoolRecord,
@@ -49,6 +50,8 @@ def _petousis_cached(path: Path) -> tuple[DielectricRecord, ...]:
             spacegroup_number=int(r["spacegroup_number"]),
             spacegroup_symbol=r["spacegroup_symbol"],
             crystal_system=r["crystal_system"],
+            source="petousis2017",
+            fidelity=FIDELITY_MP_PBE,
         )
         for r in payload["records"]
     )
