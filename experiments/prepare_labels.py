@@ -35,7 +35,7 @@ from pymatgen.core import Lattice, Structure
 from dtnn_jax.data.combined import GROUPS_FILE, group_duplicates, record_key
 from dtnn_jax.data.frame_check import frame_check_targets
 from dtnn_jax.data.phonondb import NEAR_METAL_EPS_INF
-from dtnn_jax.data.records import structure_to_compact, symmetry_of
+from dtnn_jax.data.records import structure_from_compact, structure_to_compact, symmetry_of
 from dtnn_jax.data.shipped import DATA_DIR, FORMAT_VERSION, load_petousis2017
 from dtnn_jax.data.sources import (
     E3NN_FILE,
@@ -45,6 +45,7 @@ from dtnn_jax.data.sources import (
     clear_cache,
     load_e3nn_models,
     load_phonondb2018,
+    parse_e3nn_extxyz,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,47 +115,15 @@ def phonondb_payloads(entries) -> tuple[dict, dict, dict]:
 
 
 def e3nn_frames(mirror: str) -> tuple[list[dict], dict]:
-    """Records of the e3nn-models file (Z* kept as stored: [atom, 3, 3] row = first index),
-    skipping near-metals and non-finite frames; plus counts and the file's sha256."""
-    import ase.io
-
+    """Records of the e3nn-models file (`parse_e3nn_extxyz`) plus counts and its sha256."""
     blob = subprocess.run(
         ["git", f"--git-dir={mirror}", "show", f"HEAD:{E3NN_PATH}"], check=True, capture_output=True
     ).stdout
-    text = blob.decode()
-    import io
-
-    frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
-    records, skipped = [], {"near_metal": [], "non_finite_tensor": []}
-    for i, atoms in enumerate(frames):
-        eps = np.asarray(atoms.info["eps"], np.float64).reshape(3, 3)
-        eps = 0.5 * (eps + eps.T)
-        becs = np.asarray(atoms.arrays["becs"], np.float64).reshape(-1, 3, 3)
-        key = f"e3nn-{i}"
-        if not (np.all(np.isfinite(eps)) and np.all(np.isfinite(becs))):
-            skipped["non_finite_tensor"].append(key)
-            continue
-        if np.linalg.eigvalsh(eps)[-1] > NEAR_METAL_EPS_INF:
-            skipped["near_metal"].append(key)
-            continue
-        structure = Structure(
-            Lattice(np.asarray(atoms.cell[:], np.float64)),
-            atoms.get_chemical_symbols(),
-            atoms.positions,
-            coords_are_cartesian=True,
-        )
-        records.append(
-            {
-                "material_id": key,
-                "formula": structure.composition.reduced_formula,
-                "structure": structure_to_compact(structure),
-                "e_electronic": _round(eps, 6),
-                "born_charges": _round(becs.reshape(-1, 9), 5),
-                **_symmetry_fields(structure),
-            }
-        )
+    records, skipped, n_frames = parse_e3nn_extxyz(blob.decode())
+    for r in records:
+        r.update(_symmetry_fields(structure_from_compact(r["structure"])))
     info = {
-        "frames": len(frames),
+        "frames": n_frames,
         "shipped": len(records),
         "skipped": {k: len(v) for k, v in skipped.items()},
         "skipped_ids": skipped,

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import functools
+import io
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,60 @@ def load_phonondb2018_force_constants(path: str | Path | None = None) -> dict[st
     read-only float64. Loaded on first call and cached.
     """
     return dict(_force_constants_cached(Path(path) if path else DATA_DIR / PHONONDB_FC_FILE))
+
+
+def parse_e3nn_extxyz(
+    text: str, near_metal_eps: float | None = None
+) -> tuple[list[dict[str, Any]], dict[str, list[str]], int]:
+    """Records (the shipped JSON layout) from the text of e3nn-models'
+    ``phonon_becs_epsilon.xyz``: ``eps`` (9 numbers, eps_inf) in each frame's info, ``becs``
+    (9 numbers per atom) as a per-atom array, stored with the first index the field
+    direction (checked against phonondb's BORN charges on 8 structure-matched crystals with
+    strongly asymmetric Z*: the stored order matches, the transpose does not).
+
+    Frames with non-finite tensors or eps_inf above ``near_metal_eps`` (default
+    `dtnn_jax.data.phonondb.NEAR_METAL_EPS_INF`) are skipped, by reason.
+
+    Returns:
+        (records, {reason: [ids]}, number of frames); ids are ``"e3nn-<frame index>"``.
+    """
+    import ase.io
+    from pymatgen.core import Lattice, Structure
+
+    from dtnn_jax.data.phonondb import NEAR_METAL_EPS_INF
+    from dtnn_jax.data.records import structure_to_compact
+
+    limit = NEAR_METAL_EPS_INF if near_metal_eps is None else near_metal_eps
+    frames = ase.io.read(io.StringIO(text), index=":", format="extxyz")
+    records: list[dict[str, Any]] = []
+    skipped: dict[str, list[str]] = {"near_metal": [], "non_finite_tensor": []}
+    for i, atoms in enumerate(frames):
+        key = f"e3nn-{i}"
+        eps = np.asarray(atoms.info["eps"], np.float64).reshape(3, 3)
+        eps = 0.5 * (eps + eps.T)
+        becs = np.asarray(atoms.arrays["becs"], np.float64).reshape(-1, 3, 3)
+        if not (np.all(np.isfinite(eps)) and np.all(np.isfinite(becs))):
+            skipped["non_finite_tensor"].append(key)
+            continue
+        if np.linalg.eigvalsh(eps)[-1] > limit:
+            skipped["near_metal"].append(key)
+            continue
+        structure = Structure(
+            Lattice(np.asarray(atoms.cell[:], np.float64)),
+            atoms.get_chemical_symbols(),
+            atoms.positions,
+            coords_are_cartesian=True,
+        )
+        records.append(
+            {
+                "material_id": key,
+                "formula": structure.composition.reduced_formula,
+                "structure": structure_to_compact(structure),
+                "e_electronic": np.round(eps, 6).tolist(),
+                "born_charges": np.round(becs.reshape(-1, 9), 5).tolist(),
+            }
+        )
+    return records, skipped, len(frames)
 
 
 def clear_cache() -> None:
