@@ -560,6 +560,10 @@ python experiments/prepare_data.py --sdist PATH    # or use a local copy
 
 Output is deterministic (gzip mtime 0).
 """
+    marker = "<!-- BEGIN labels"  # the section experiments/prepare_labels.py maintains
+    if Path(path).exists() and marker in Path(path).read_text():
+        old = Path(path).read_text()
+        text = text.rstrip() + "\n\n" + old[old.index(marker) :]
     path.write_text(text)
 
 

@@ -33,3 +33,14 @@ def test_cli_summary(tmp_path, capsys):
     assert out.stat().st_size > 1000
     text = capsys.readouterr().out
     assert "records: 1056" in text and "cubic" in text and "eps_poly" in text
+
+
+def test_cli_summary_per_source_reports_born_charges(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    data_cli.register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "phonondb.png"
+    args = parser.parse_args(["data", "summary", "--source", "phonondb2018", "--out-png", str(out)])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "Born charges:" in text and "vasp_pbesol" in text and "elements:" in text
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
