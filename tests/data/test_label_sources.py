@@ -173,3 +173,47 @@ def test_shipped_phonondb_records():
             assert "unstable_gamma" not in r.flags
         else:
             assert "unstable_gamma" in r.flags
+
+
+def test_phonon_records_and_force_constants_round_trip(tmp_path):
+    """The phonons and force-constant file layouts load back (fixture: wurtzite MgTe)."""
+    import gzip
+    import json
+
+    from dtnn_jax.data.phonondb import entry_from_files
+    from dtnn_jax.data.records import structure_to_compact
+    from dtnn_jax.data.sources import (
+        load_phonondb2018_force_constants,
+        load_phonondb2018_phonons,
+    )
+
+    d = FIXTURES / "phonondb" / "mp-1039"
+    files = {p.name: p.read_bytes() for p in d.iterdir()}
+    files["_dir"] = b"mp-1039-20180417"
+    e = entry_from_files(files)
+    s = Structure(Lattice(e.lattice), list(e.species), e.frac)
+    payload = {
+        "format_version": 1,
+        "records": [
+            {
+                "material_id": e.material_id,
+                "formula": s.composition.reduced_formula,
+                "structure": structure_to_compact(s),
+                "gamma_frequencies_cm1": e.frequencies_cm1.tolist(),
+                "has_born": True,
+            }
+        ],
+    }
+    with gzip.open(tmp_path / "ph.json.gz", "wt") as f:
+        json.dump(payload, f)
+    (rec,) = load_phonondb2018_phonons(tmp_path / "ph.json.gz")
+    assert rec.material_id == "mp-1039" and rec.has_born and not rec.unstable
+    np.testing.assert_allclose(rec.gamma_frequencies_cm1, e.frequencies_cm1)
+    np.savez(
+        tmp_path / "fc.npz",
+        material_ids=np.asarray([e.material_id]),
+        n_atoms=np.asarray([4], np.int32),
+        force_constants=e.force_constants.astype(np.float32).reshape(-1),
+    )
+    k = load_phonondb2018_force_constants(tmp_path / "fc.npz")["mp-1039"]
+    np.testing.assert_allclose(k, e.force_constants, rtol=1e-6, atol=1e-6)
