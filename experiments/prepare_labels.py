@@ -7,7 +7,8 @@ mirror of ``github:shiangfang/e3nn-models`` (``data/phonon_becs_epsilon.xyz``). 
 * ``phonondb2018.json.gz``: the BORN crystals (eps_inf, Z*, Gamma frequencies, DFT eps_ion
   where stable at Gamma), structure = phonopy's primitive cell;
 * ``phonondb2018_phonons.json.gz``: structure + Gamma frequencies of every crystal;
-* ``phonondb2018_force_constants.npz``: float32 Gamma K of the BORN crystals;
+* ``phonondb2018_force_constants.npz``: float32 Gamma K of the BORN crystals (lower
+  triangles, row-major, concatenated);
 * ``e3nn_models.json.gz``: the e3nn-models frames (validation only);
 * ``label_groups.json.gz``: duplicate groups across Petousis, phonondb and e3nn-models
   (`dtnn_jax.data.combined.group_duplicates`, ``--match idless`` by default: same mp-id,
@@ -130,7 +131,8 @@ def phonondb_payloads(entries) -> tuple[dict, dict, dict]:
         )
         fc_ids.append(e.material_id)
         fc_n.append(len(e.species))
-        fc_flat.append(np.asarray(e.force_constants, np.float32).reshape(-1))
+        k = np.asarray(e.force_constants, np.float32)
+        fc_flat.append(k[np.tril_indices(k.shape[0])])  # K is symmetric: lower triangle
     fc = {
         "material_ids": np.asarray(fc_ids),
         "n_atoms": np.asarray(fc_n, np.int32),

@@ -7,8 +7,8 @@ most 2 worker processes, and writes
 
 * ``--raw`` (default ``/tmp/phonondb_raw.pkl``): every entry (pickled `PhononDBEntry`s),
   the input of ``experiments/build_phonondb_data.py`` which writes the shipped files;
-* ``--log`` (default ``benchmarks/results/data_phonondb_preparation.jsonl``): one line per
-  archive: its name, material id, status (``ok`` or a skip reason of
+* ``--log`` (default ``/tmp/phonondb_preparation.jsonl``, 2.5 MB, not committed): one line
+  per archive: its name, material id, status (``ok`` or a skip reason of
   `dtnn_jax.data.phonondb.SKIP_REASONS`), detail, has_born, unstable, seconds;
 * ``benchmarks/results/data_phonondb_preparation.{json,md}``: counts per status, wall time,
   load average, machine.
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirror", default="/work/.mirror/WMD-group+phononDB/repo")
     parser.add_argument("--raw", default="/tmp/phonondb_raw.pkl")
-    parser.add_argument("--log", default=str(RESULTS / "data_phonondb_preparation.jsonl"))
+    parser.add_argument("--log", default="/tmp/phonondb_preparation.jsonl")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="first N archives only (testing)")
     parser.add_argument("--born-only", action="store_true", help="skip archives without BORN")
@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> None:
         "load_average_start": load_start,
         "load_average_end": load_end,
         "born_only": args.born_only,
+        "skipped": [
+            {k: r[k] for k in ("archive", "status", "detail")} for r in rows if r["status"] != "ok"
+        ],
+        "seconds_per_archive_median": sorted(r["seconds"] for r in rows)[len(rows) // 2],
         "mirror_head": subprocess.run(
             ["git", f"--git-dir={args.mirror}", "rev-parse", "HEAD"],
             capture_output=True,
@@ -150,7 +154,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{summary['ok_without_born']}, of them unstable at Gamma: "
         f"{summary['ok_unstable_all'] - summary['ok_with_born_unstable']}.",
         "",
-        "Per-archive log: `data_phonondb_preparation.jsonl`.",
+        "Every skipped archive, with its reason and detail, is listed in "
+        "`data_phonondb_preparation.json` (`skipped`); the per-archive log (all archives) is "
+        "written to `--log`.",
     ]
     (RESULTS / "data_phonondb_preparation.md").write_text("\n".join(lines) + "\n")
     print(json.dumps(summary, indent=2))

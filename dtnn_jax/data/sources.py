@@ -148,12 +148,15 @@ def _force_constants_cached(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as data:
         ids = [str(x) for x in data["material_ids"]]
         n_atoms = data["n_atoms"]
-        offsets = np.concatenate([[0], np.cumsum((3 * n_atoms) ** 2)])
-        flat = data["force_constants"]
+        dims = 3 * n_atoms.astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(dims * (dims + 1) // 2)])
+        flat = data["force_constants"]  # lower triangles (K is symmetric), row-major
         out = {}
         for i, material_id in enumerate(ids):
-            n = 3 * int(n_atoms[i])
-            k = flat[offsets[i] : offsets[i + 1]].astype(np.float64).reshape(n, n)
+            n = int(dims[i])
+            k = np.zeros((n, n))
+            k[np.tril_indices(n)] = flat[offsets[i] : offsets[i + 1]]
+            k = k + np.tril(k, -1).T
             k.setflags(write=False)
             out[material_id] = k
     return out
@@ -163,8 +166,8 @@ def load_phonondb2018_force_constants(path: str | Path | None = None) -> dict[st
     """DFT Gamma force constants K [3N, 3N] (eV/A^2) of the phonondb BORN crystals, by mp-id.
 
     Same atom order and frame as the structures of `load_phonondb2018` (row
-    ``3 * atom + direction``); stored as float32 (relative rounding ~ 1e-7), returned as
-    read-only float64. Loaded on first call and cached.
+    ``3 * atom + direction``); stored as float32 lower triangles (relative rounding ~ 1e-7),
+    returned as full, symmetric, read-only float64. Loaded on first call and cached.
     """
     return dict(_force_constants_cached(Path(path) if path else DATA_DIR / PHONONDB_FC_FILE))
 
