@@ -191,8 +191,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-groups", action="store_true", help="keep label_groups.json.gz")
     parser.add_argument("--match", default="idless", choices=("idless", "all", "none"))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--groups-only", action="store_true", help="only rewrite label_groups.json.gz"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    if args.groups_only:
+        write_groups(args.match)
+        return
     with open(args.raw, "rb") as f:
         entries = pickle.load(f)
     labels, phonons, fc = phonondb_payloads(entries)
@@ -217,12 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     e3nn = load_e3nn_models()
     petousis = load_petousis2017()
     if not args.skip_groups:
-        records = [*petousis, *phonondb, *e3nn]
-        groups = group_duplicates(records, match_structures=args.match)
-        key_groups = [[record_key(records[i]) for i in g] for g in groups if len(g) > 1]
-        sizes[GROUPS_FILE] = _write_json_gz(
-            DATA_DIR / GROUPS_FILE, {"format_version": FORMAT_VERSION, "groups": key_groups}
-        )
+        sizes[GROUPS_FILE] = write_groups(args.match, petousis, phonondb, e3nn)
     phonondb_table, phonondb_frames = frame_table(phonondb_dev)
     e3nn_table, e3nn_frames_numbers = frame_table(e3nn_dev)
     numbers = {
@@ -240,6 +241,21 @@ def main(argv: list[str] | None = None) -> None:
     (RESULTS / "data_labels.json").write_text(json.dumps(numbers, indent=2) + "\n")
     write_provenance(numbers, phonondb_table, e3nn_table)
     print(json.dumps({k: v for k, v in numbers.items() if k != "e3nn_skipped_ids"}, indent=2))
+
+
+def write_groups(match: str, petousis=None, phonondb=None, e3nn=None) -> int:
+    """Write ``label_groups.json.gz`` (groups of more than one record); return its size."""
+    records = [
+        *(petousis if petousis is not None else load_petousis2017()),
+        *(phonondb if phonondb is not None else load_phonondb2018()),
+        *(e3nn if e3nn is not None else load_e3nn_models()),
+    ]
+    groups = group_duplicates(records, match_structures=match)
+    key_groups = [[record_key(records[i]) for i in g] for g in groups if len(g) > 1]
+    return _write_json_gz(
+        DATA_DIR / GROUPS_FILE,
+        {"format_version": FORMAT_VERSION, "match_structures": match, "groups": key_groups},
+    )
 
 
 def write_provenance(numbers: dict, phonondb_table: str, e3nn_table: str) -> None:

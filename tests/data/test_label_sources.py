@@ -132,6 +132,22 @@ def test_dedupe_by_id_then_structure():
     assert groups_from_keys(records, keys) == groups
 
 
+def test_dedupe_keeps_distorted_polymorphs_apart():
+    """StructureMatcher's defaults fit a 1.5 % tetragonal strain of rocksalt; the space-group
+    check (symprec 0.01 A) keeps the two polymorphs apart, like SnSe mp-2693 / mp-8936."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    cubic = _rocksalt(5.9, ("Sn", "Se"))
+    tetragonal = Structure(Lattice.tetragonal(5.9, 5.99), cubic.species, cubic.frac_coords)
+    assert StructureMatcher().fit(cubic, tetragonal)
+    records = [
+        _record("mp-2693", cubic, "petousis2017"),
+        _record("e3nn-1", tetragonal, "e3nn_models"),
+        _record("e3nn-2", _rocksalt(5.8, ("Sn", "Se")), "e3nn_models"),
+    ]
+    assert group_duplicates(records) == [[0, 2], [1]]
+
+
 def test_split_keeps_petousis_protocol_and_sends_duplicates_to_test():
     petousis = [
         _record(f"mp-{i}", _rocksalt(5.0 + 0.01 * i), "petousis2017", fidelity="mp_pbe")
