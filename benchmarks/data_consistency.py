@@ -305,13 +305,13 @@ def markdown(report: dict) -> str:
         "- Typical agreement is at the functional shift: phonondb (PBEsol) vs e3nn-models "
         "(volumes equal to phonondb's) agree to ~1-2 % in eps_inf and Z*; Petousis (PBE, ~5 % "
         "larger volumes) differs by ~6 % in eps_inf.",
-        "- The tails look physical rather than bookkeeping errors: the worst eps_inf pairs are open-shell "
-        "transition-metal compounds (V, Cr, Mn; most likely a different spin treatment in "
-        "the two calculations) and small-gap crystals (PbS, PbSe, SnSe, NaBiSe2) where eps_inf "
-        "diverges as the gap closes; the worst ionic pairs are soft-mode crystals "
-        "(CsGeBr3, Au chalcogenides, TlF) where 1/omega^2 amplifies small differences. "
-        "Flagged ids are in the JSON (`flagged`); keep their labels per fidelity, never "
-        "averaged.",
+        "- The tails look physical rather than bookkeeping errors: the worst eps_inf pairs "
+        "are open-shell transition-metal compounds (V, Cr, Mn; most likely a different spin "
+        "treatment in the two calculations) and small-gap crystals (PbS, PbSe, SnSe, NaBiSe2)"
+        " where eps_inf diverges as the gap closes; the worst ionic pairs are soft-mode "
+        "crystals (CsGeBr3, Au chalcogenides, TlF) where 1/omega^2 amplifies small "
+        "differences. Flagged ids are in the JSON (`flagged`); keep their labels per "
+        "fidelity, never averaged.",
         "- SnSe mp-2693 (rocksalt): Petousis' ionic tensor is exactly 0 while its eps_inf is "
         "45.7; phonondb has no mp-2693 archive, but its nearly rocksalt tetragonal SnSe "
         "(mp-8936, I4/mmm, kept apart by the space-group check) is stable at Gamma with a "
