@@ -19,7 +19,14 @@ def register(subparsers) -> None:
     summary.add_argument(
         "--data", default=None, help="labelled file (json/extxyz/csv); default: shipped set"
     )
-    summary.add_argument("--out-png", default="data_summary.png", help="histogram PNG path")
+    summary.add_argument(
+        "-o",
+        "--output",
+        "--out-png",
+        dest="output",
+        default="data_summary.png",
+        help="histogram PNG path (default data_summary.png; --out-png: the old name)",
+    )
     summary.set_defaults(func=run)
 
 
@@ -27,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from dtnn_jax.cli.common import existing_file, writable_file
     from dtnn_jax.data.summary import format_summary, plot_summary, summarize
 
-    out_png = writable_file(args.out_png, "--out-png")
+    out_png = writable_file(args.output, "--output")
     if args.data is None:
         from dtnn_jax.data.shipped import load_petousis2017
 
