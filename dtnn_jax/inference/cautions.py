@@ -30,12 +30,31 @@ import math
 
 import numpy as np
 
-EPS_INF_SMALL_GAP = 15.0
+EPS_INF_SMALL_GAP = 15.5
 """eps_inf (electronic eps_poly) above which a crystal is likely a metal, a semimetal or of
-gap < 0.5 eV (fitted on the labelled data, see the module docstring)."""
+gap < 0.5 eV: `fit_small_gap_threshold` on the shipped labelled data (module docstring)."""
 
 SMALL_GAP_EV = 0.5
 """The band gap (eV) below which the small-gap proxy is meant to catch a crystal."""
+
+MAX_FALSE_EXCLUSION = 0.02
+"""The fraction of labelled crystals with a gap >= `SMALL_GAP_EV` the fit lets the proxy flag."""
+
+
+def fit_small_gap_threshold(eps_inf, band_gap_ev, step: float = 0.5) -> float:
+    """The lowest multiple of ``step`` above which at most `MAX_FALSE_EXCLUSION` of the
+    crystals with a gap >= `SMALL_GAP_EV` lie: how `EPS_INF_SMALL_GAP` is fitted.
+
+    Args:
+        eps_inf: [n] electronic eps_poly of labelled crystals.
+        band_gap_ev: [n] their band gaps.
+    """
+    eps_inf, gap = np.asarray(eps_inf, np.float64), np.asarray(band_gap_ev, np.float64)
+    insulators = eps_inf[gap >= SMALL_GAP_EV]
+    threshold = step
+    while np.mean(insulators > threshold) > MAX_FALSE_EXCLUSION:
+        threshold += step
+    return threshold
 
 
 @dataclasses.dataclass(frozen=True)

@@ -130,3 +130,13 @@ def test_anisotropy_of_a_zero_tensor_is_not_reported():
     )
     aniso = tensor_properties(tensors).anisotropy
     assert np.isnan(aniso[0]) and np.isnan(aniso[1]) and aniso[2] == pytest.approx(1.5)
+
+
+def test_the_small_gap_threshold_is_the_fit_on_the_shipped_labels():
+    from dtnn_jax.data import load_petousis2017
+    from dtnn_jax.inference.cautions import fit_small_gap_threshold
+
+    records = load_petousis2017()
+    eps_inf = [np.trace(r.target("electronic")) / 3 for r in records]
+    fitted = fit_small_gap_threshold(eps_inf, [r.band_gap_ev for r in records])
+    assert fitted == EPS_INF_SMALL_GAP
