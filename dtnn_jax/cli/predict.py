@@ -6,12 +6,18 @@ of the electronic tensor, as a table, JSON or CSV. Directories are read for stru
 (known suffixes, POSCAR/CONTCAR); a file with several crystals (multi-frame extxyz,
 multi-block CIF) gives one result per crystal, named FILE#k or FILE#BLOCK. An input that
 cannot be used gets an error record naming it and the reason; the others are still
-predicted and printed. Under N processes (--coordinator/--num-processes/--process-id, JAX's
-variables or a SLURM step) every process predicts its round-robin share of the files and
-writes it to shards/ beside --output (else ./dtnn-predict-shards/shards/); process 0 prints
-or writes the merged result, in input order.
+predicted and printed. Warnings (stderr, the table, the JSON/CSV field "warning") say when
+a number deserves doubt: a likely metal, a predicted eps_inf above 15.5 (a metal, semimetal
+or gap < 0.5 eV), unstable Gamma modes dropped from eps_ion by a physics model (fields
+n_unstable_modes, lowest_frequency_cm1; --phonons marks the dropped modes), a slab-like
+vacuum gap; see dtnn_jax.inference.cautions. Under N processes
+(--coordinator/--num-processes/--process-id, JAX's variables or a SLURM step) every process
+predicts its round-robin share of the files and writes it to shards/ beside --output (else
+./dtnn-predict-shards/shards/); process 0 prints or writes the merged result, in input
+order.
 
-Exit status: 0 all inputs predicted, 1 some input failed, 2 unusable arguments or model.
+Exit status: 0 all inputs predicted (warnings included), 1 some input failed, 2 unusable
+arguments, a missing file or an unusable model.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ POOL is a directory of structure files, or ``shipped`` for the ~5,300 unlabeled 
 Project structures shipped with the package. With band gaps (--band-gaps CSV with columns
 id, band_gap_ev; id = material id or file name/stem) the ranking is by the figure of merit
 FOM = band gap x eps_poly; without them it ranks eps_poly only, and says so. Likely metals
-(no band gap known and no charge-balanced ionic formula; see dtnn_jax.inference.screening)
-are not ranked as dielectrics unless --rank-metals is given. Writes a ranked CSV, a summary,
+(no band gap known and no charge-balanced ionic formula) and, where no band gap is known,
+crystals with a predicted eps_inf above 15.5 (the band-gap proxy: likely metals, semimetals
+or gaps < 0.5 eV; see dtnn_jax.inference.screening_rank) are not ranked as dielectrics
+unless --rank-metals is given. Writes a ranked CSV, a summary,
 the element frequencies of the top K and plots to -o/--output.
 
 Cost-aware by default: the pool is ranked with the fast feature model (--model, default
@@ -89,7 +91,9 @@ def register(subparsers) -> None:
     s.add_argument("--chunk-size", type=int, default=256, help="crystals per prediction call")
     s.add_argument("--limit", type=int, default=None, help="screen only the first N crystals")
     s.add_argument(
-        "--rank-metals", action="store_true", help="rank likely metals too (not recommended)"
+        "--rank-metals",
+        action="store_true",
+        help="rank likely metals and band-gap-proxy exclusions too (not recommended)",
     )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--shard", default=None, metavar="I/N", help="screen only shard I of N")

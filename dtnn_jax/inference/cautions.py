@@ -181,7 +181,7 @@ def prediction_cautions(model, crystals, prediction) -> list[Cautions]:
     """`Cautions` per crystal of a `Prediction` of ``model`` for ``crystals`` (the input pass
     results it was made from; failed inputs get none)."""
     physics = None
-    if model.physics_targets:
+    if getattr(model, "physics_targets", ()):
         physics = model.bundle.targets[model.physics_targets[0]].config.physics
     electronic = prediction.mean.get("electronic")
     out = []

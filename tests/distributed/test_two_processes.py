@@ -111,7 +111,7 @@ def test_the_readme_screen_command_runs_on_two_processes(tmp_path):
     """The README's two-process command, as written (default models: the fast pre-screen
     and the physics refine), on the first 10 crystals of the shipped pool (--limit; one of
     them, BAs, is not a likely metal, so the refine stage has a crystal to refine)."""
-    runs = _cli(["screen", "shipped", "--out", "scr", "--limit", "10"], tmp_path, processes=2)
+    runs = _cli(["screen", "shipped", "-o", "scr", "--limit", "10"], tmp_path, processes=2)
     for rc, _, err in runs:
         assert rc == 0 and "Traceback" not in err, err[-3000:]
     summary = json.loads((tmp_path / "scr" / "summary.json").read_text())

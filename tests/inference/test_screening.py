@@ -188,3 +188,34 @@ def test_screen_fails_fast_when_no_band_gap_id_matches(tmp_path):
     assert model.calls == []  # nothing was predicted
     with pytest.raises(ValueError, match="not in model"):
         screen(pool, model, tmp_path, target="ionic")
+
+
+def _rock_salt(a: str, b: str) -> Structure:
+    return Structure(Lattice.cubic(4.0), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_the_band_gap_proxy_keeps_high_eps_inf_crystals_out_of_the_ranking(tmp_path):
+    """Without band gaps, eps_inf > EPS_INF_SMALL_GAP (here Z-mean > 15.5) is not ranked."""
+    pool = [_rock_salt("Na", "Cl"), _rock_salt("Ba", "O"), _rock_salt("K", "Br")]  # Z 14, 32, 27
+    summary = screen(pool, _IsotropicModel(), tmp_path / "a", top_k=3)
+    assert [e["id"] for e in summary["top_k"]] == ["#0"]
+    assert summary["n_small_gap_proxy"] == 2 and summary["n_ranked"] == 1
+    assert "eps_inf > 15.5" in summary["note"]
+    with open(tmp_path / "a" / "ranked.csv") as f:
+        rows = {r["id"]: r for r in csv.DictReader(f)}
+    assert rows["#1"]["excluded"].startswith("band-gap proxy: predicted eps_inf 32.0 > 15.5")
+    assert rows["#1"]["small_gap_proxy"] == "True" and rows["#1"]["rank"] == ""
+    # a known band gap decides over the proxy; --rank-metals ranks them all
+    gaps = {"#1": 4.0}
+    summary = screen(pool, _IsotropicModel(), tmp_path / "b", band_gaps=gaps, top_k=3)
+    assert [e["id"] for e in summary["top_k"]] == ["#1"]  # the only one with a FOM
+    summary = screen(pool, _IsotropicModel(), tmp_path / "c", top_k=3, rank_metals=True)
+    assert [e["id"] for e in summary["top_k"]] == ["#1", "#2", "#0"]
+
+
+def test_the_refine_stage_predicts_one_crystal_per_call(tmp_path):
+    """So its progress bar advances crystal by crystal (the physics model costs per crystal)."""
+    pool = [_rock_salt("Na", "Cl"), _rock_salt("Mg", "O"), _rock_salt("Li", "F")]
+    fast, refine = _IsotropicModel(), _IsotropicModel()
+    summary = screen(pool, fast, tmp_path, top_k=2, refine_model=refine, refine_top=3)
+    assert fast.calls == [3] and refine.calls == [1, 1, 1] and summary["n_refined"] == 3
