@@ -7,8 +7,8 @@ FOM = band gap x eps_poly; without them it ranks eps_poly only, and says so. Lik
 (no band gap known and no charge-balanced ionic formula) and, where no band gap is known,
 crystals with a predicted eps_inf above 15.5 (the band-gap proxy: likely metals, semimetals
 or gaps < 0.5 eV; see dtnn_jax.inference.screening_rank) are not ranked as dielectrics
-unless --rank-metals is given. Writes a ranked CSV, a summary,
-the element frequencies of the top K and plots to -o/--output.
+unless --rank-metals is given. Writes a ranked CSV, a summary, the element frequencies of
+the top K and plots to -o/--output.
 
 Cost-aware by default: the pool is ranked with the fast feature model (--model, default
 dtnn-sevennet0-petousis2017: one encoder pass per crystal), and the --refine K best (default

@@ -140,3 +140,35 @@ def test_the_small_gap_threshold_is_the_fit_on_the_shipped_labels():
     eps_inf = [np.trace(r.target("electronic")) / 3 for r in records]
     fitted = fit_small_gap_threshold(eps_inf, [r.band_gap_ev for r in records])
     assert fitted == EPS_INF_SMALL_GAP
+
+
+def test_the_python_api_warns_about_a_likely_metal():
+    """`DielectricModel.predict` (what ``dtnn_jax.predict`` calls) with a stand-in model
+    whose electronic eps is 20 x identity: Cu is a likely metal, NaCl has eps_inf > 15.5."""
+    from dtnn_jax.encoder import get_encoder
+    from dtnn_jax.inference import DielectricModel, Prediction
+    from dtnn_jax.inputs import prepare_inputs
+
+    class Stand:
+        targets, physics_targets = ("electronic", "total"), ()
+        encoder = get_encoder()
+
+        def prepare(self, structures):
+            return list(prepare_inputs(structures, self.encoder))
+
+        def predict_inputs(self, crystals, *_, **__):
+            n = len(crystals)
+            mean = {t: np.tile(20.0 * np.eye(3), (n, 1, 1)) for t in self.targets}
+            zero = {t: np.zeros((n, 3, 3)) for t in self.targets}
+            return Prediction(mean, zero, {t: np.zeros(n) for t in self.targets},
+                              [c.error for c in crystals], [c.source for c in crystals],
+                              warnings=[c.warning for c in crystals])  # fmt: skip
+
+    fcc = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    cu = Structure(Lattice.cubic(3.61), ["Cu"] * 4, fcc)
+    with pytest.warns(UserWarning) as caught:
+        eps = DielectricModel.predict(Stand(), [cu, _nacl()], target="total")
+    assert eps.shape == (2, 3, 3)
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("#0 (Cu4): likely a metal") for m in messages)
+    assert any(m.startswith("#1 (Na1 Cl1): predicted eps_inf 20.0 > 15.5") for m in messages)
