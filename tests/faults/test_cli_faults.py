@@ -169,6 +169,7 @@ CASES = [
     ("predict: missing file", ["predict", "{dir}/missing.cif", "--model", "{good_bundle}"], 2, r"missing\.cif: file not found", None),
     ("predict: 150 MB junk refused before parsing", ["predict", "{huge}", "--model", "{good_bundle}"], 1, r"huge\.cif: too large for a structure file: 150 MB, over the 64 MB limit", None),
     ("predict: a metal warns", ["predict", "{cu}", "--model", "{good_bundle}"], 0, r"warning: .*cu\.cif: likely a metal", r"WARNING: likely a metal"),
+    ("predict: --progress draws no bar into a log", ["predict", "{good}", "--model", "{good_bundle}", "--progress"], 0, None, None),
     ("predict: one member, no spread", ["predict", "{good}", "--model", "{one_member}"], 0, None, r"one member: no ensemble spread"),
     # --- predict: destinations
     ("predict: -o into a new directory", ["predict", "{good}", "--model", "{good_bundle}", "-o", "{tmp}/new/sub/out.json", "--format", "json"], 0, None, None),
@@ -229,6 +230,7 @@ def test_cli_fault(case, argv, status, stderr, stdout, outcomes):
         assert len(errors) == 1, proc.stderr
     assert not re.search(r"[\x00-\x08\x0e-\x1f]", proc.stderr + proc.stdout)  # no raw binary
     assert not re.search(r"allow_isolated=|max_atoms=", proc.stderr)  # flags, not keywords
+    assert "\r" not in proc.stderr and "crystal/s" not in proc.stderr  # no bars into a log
     assert "+- 0.000" not in proc.stdout or case != "predict: one member, no spread"
     if case == "predict: -o into a new directory":
         out = json.loads((cwd / "new/sub/out.json").read_text())

@@ -219,3 +219,28 @@ def test_the_refine_stage_predicts_one_crystal_per_call(tmp_path):
     fast, refine = _IsotropicModel(), _IsotropicModel()
     summary = screen(pool, fast, tmp_path, top_k=2, refine_model=refine, refine_top=3)
     assert fast.calls == [3] and refine.calls == [1, 1, 1] and summary["n_refined"] == 3
+
+
+def test_the_shipped_pool_holds_no_entry_the_input_pass_refuses():
+    """`dtnn screen shipped` must not fail on its own pool: the entries the input pass
+    refuses (isolated atoms of sparse alkali metals) are removed when the pool is built
+    (experiments/prepare_data.py), and the rest of that kind passes with both encoders."""
+    from dtnn_jax.data import load_screening_pool
+    from dtnn_jax.data.shipped import DATA_DIR, POOL_FILE, read_payload
+    from dtnn_jax.inputs import InputItem, prepare_input
+
+    removed = read_payload(DATA_DIR / POOL_FILE)["removed_by_input_pass"]
+    assert len(removed) == 6 and all(
+        "no neighbour within the cutoff" in r["reason"] for r in removed
+    )
+    pool = load_screening_pool()
+    assert not {r["material_id"] for r in removed} & {r.material_id for r in pool}
+    sparse = {"Li", "Na", "K", "Rb", "Cs", "Sr", "Ba"}
+    kind = [r for r in pool if {el.symbol for el in r.structure.composition} <= sparse]
+    assert len(kind) >= 5
+    for encoder in (get_encoder("sevennet-0"), get_encoder("nequix-oam-1-pft")):
+        for r in kind:
+            (crystal,) = prepare_input(
+                InputItem(r.structure, r.material_id, r.material_id), encoder
+            )
+            assert crystal.error is None, (r.material_id, crystal.error)
