@@ -34,6 +34,12 @@ MAX_ATOMS = 2000
 # gaps of layered BI3, MgI2, MoSe2); slab-like entries of the shipped pool have 8-20 A.
 VACUUM_WARNING_ANGSTROM = 6.0
 
+# Largest structure file read (MB), checked before any parsing: a parser fed a huge junk file
+# takes tens of seconds and gigabytes before it fails. A CIF of 2,000 atoms (the size guard)
+# is ~0.2 MB, a 64 MB extxyz holds ~8,000 frames of 100 atoms; split larger files, or raise
+# it here.
+MAX_FILE_MB = 64
+
 NO_CELL = (
     "has no periodic cell (a molecule or a plain .xyz): a dielectric tensor needs a crystal; "
     'give the cell (extxyz: Lattice="..." pbc="T T T") or use a CIF/POSCAR'
@@ -75,8 +81,16 @@ def read_structure_file(path: str | os.PathLike) -> list[tuple[str | None, Struc
         raise StructureInputError(source, "file not found")
     if path.is_dir():
         raise StructureInputError(source, "is a directory, expected a structure file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise StructureInputError(source, "file is empty")
+    if size > MAX_FILE_MB * 1e6:
+        raise StructureInputError(
+            source,
+            f"too large for a structure file: {size / 1e6:.0f} MB, over the {MAX_FILE_MB} MB "
+            "limit (a 2,000-atom CIF is ~0.2 MB); not read. Split it, or raise "
+            "dtnn_jax.io.MAX_FILE_MB",
+        )
     name = path.name.lower()
     try:
         with warnings.catch_warnings():

@@ -37,6 +37,13 @@ def figure_of_merit(band_gap_ev, eps_poly_values) -> np.ndarray:
     return np.asarray(band_gap_ev, np.float64) * np.asarray(eps_poly_values, np.float64)
 
 
+ANISOTROPY_MIN_EIGENVALUE = 0.05
+"""Smallest principal permittivity for which lambda_max / lambda_min is reported. Below it the
+ratio is noise: the ionic tensor of a crystal without IR-active modes (Si) or of a molecule
+in a box is ~0, and its ratio of two near-zero eigenvalues swings between runs (1.03 to
+2.15 for Si, 4.4e31 for water in a box). Electronic and total tensors are >= 1."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TensorProperties:
     """Scalar properties of n dielectric tensors (NaN rows stay NaN).
@@ -44,7 +51,8 @@ class TensorProperties:
     Attributes:
         eigenvalues: [n, 3] principal permittivities, ascending.
         eps_poly: [n] polycrystalline average tr(eps) / 3 (= mean eigenvalue).
-        anisotropy: [n] lambda_max / lambda_min; NaN where lambda_min <= 0 (unphysical).
+        anisotropy: [n] lambda_max / lambda_min; NaN (n/a) where lambda_min <
+            `ANISOTROPY_MIN_EIGENVALUE` (a ~0 tensor, or an unphysical negative one).
         refractive_index: [n] sqrt(eps_poly), meaningful for the electronic tensor only;
             NaN where eps_poly < 0.
     """
@@ -71,6 +79,7 @@ def tensor_properties(eps) -> TensorProperties:
     poly = eps_poly(sym)  # [n]
     lam_min, lam_max = eigenvalues[:, 0], eigenvalues[:, 2]
     with np.errstate(invalid="ignore", divide="ignore"):
-        anisotropy = np.where(lam_min > 0, lam_max / lam_min, np.nan)
+        defined = lam_min >= ANISOTROPY_MIN_EIGENVALUE
+        anisotropy = np.where(defined, lam_max / np.where(defined, lam_min, 1.0), np.nan)
         refractive = np.where(poly >= 0, np.sqrt(np.abs(poly)), np.nan)
     return TensorProperties(eigenvalues, poly, anisotropy, refractive)

@@ -245,6 +245,39 @@ def build_pool(tables: dict[str, bytes], exclude: set[str]) -> tuple[list[dict],
     return records, meta
 
 
+SHIPPED_ENCODERS = ("sevennet-0", "nequix-oam-1-pft")
+"""The encoders of the shipped models: a pool entry must pass the input pass of each."""
+
+
+def input_pass_failures(records: list[dict]) -> list[dict]:
+    """The pool entries the single input pass (`dtnn_jax.inputs.prepare_input`) refuses with
+    the shipped encoders (isolated atoms, overlapping atoms, unknown elements, ...), checked
+    on the stored (compact) structure, as users load it: ``dtnn screen shipped`` must not
+    fail on its own pool."""
+    from dtnn_jax.data.records import structure_from_compact
+    from dtnn_jax.encoder import get_encoder
+    from dtnn_jax.inputs import InputItem, prepare_input
+
+    encoders = [get_encoder(name) for name in SHIPPED_ENCODERS]
+    failures = []
+    for r in records:
+        structure = structure_from_compact(r["structure"])
+        item = InputItem(structure, r["material_id"], r["material_id"])
+        for encoder in encoders:
+            (crystal,) = prepare_input(item, encoder)
+            if crystal.error is not None:
+                failures.append(
+                    {
+                        "material_id": r["material_id"],
+                        "formula": r["formula"],
+                        "encoder": encoder.name,
+                        "reason": crystal.error,
+                    }
+                )
+                break
+    return failures
+
+
 def pool_class_counts(records: list[dict]) -> dict[str, int]:
     """How many pool records carry a gap, each flag, and how many are likely metals."""
     gaps = [float("nan") if r["band_gap_ev"] is None else r["band_gap_ev"] for r in records]
@@ -296,6 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     records, meta = build_dielectric(tables["dielectric_constant.csv"])
     print(f"parsed {len(records)} dielectric records in {time.perf_counter() - t0:.1f} s")
     pool, pool_meta = build_pool(tables, {r["material_id"] for r in records})
+    removed = input_pass_failures(pool)
+    gone = {f["material_id"] for f in removed}
+    pool = [r for r in pool if r["material_id"] not in gone]
+    pool_meta["removed_by_input_pass"] = removed
+    pool_meta["metal_flags"]["counts"] = pool_class_counts(pool)
+    print(f"pool: removed {len(removed)} entries the input pass refuses: {removed}")
     print(f"pool: {len(pool)} structures; {pool_meta['metal_flags']['counts']}")
     # False-metal rate of the rule on known insulators (every Petousis gap is >= 0.11 eV).
     unbalanced = [r["formula"] for r in records if not charge_balanced(compact_formula(r))]
@@ -388,6 +427,20 @@ def write_provenance(
     asym = meta["max_abs_asymmetry_before_symmetrisation"]
     rel = meta["max_rel_asymmetry_before_symmetrisation"]
     n_hull = sum(r["e_above_hull_ev"] is not None for r in pool)
+    removed = pool_meta.get("removed_by_input_pass", [])
+    removed_text = _wrap(
+        f"Removed: {len(removed)} entries of the tables that the input pass of the shipped "
+        f"encoders ({', '.join(SHIPPED_ENCODERS)}; `dtnn_jax.inputs`) refuses, so that "
+        "`dtnn screen shipped` predicts every entry (the list is also in the file's "
+        "`removed_by_input_pass`):",
+        "",
+    )
+    removed_text += "\n\n" + "\n".join(
+        _wrap(f"{f['material_id']} ({f['formula']}), {f['encoder']}: {f['reason']}", "  ").replace(
+            "  ", "- ", 1
+        )
+        for f in removed
+    )
     frame_lines = "\n".join(
         f"| {t} | {rep.n_pass} / {rep.n_checked} | {rep.n_pass_at(0.05)} / {rep.n_checked} | "
         f"{rep.median_deviation:.2e} | "
@@ -479,6 +532,8 @@ the {n_ion_fail} ionic failures, those with a clearly anisotropic electronic ten
 `piezoelectric_tensor.csv`, deduplicated by `material_id` and without the dielectric set's
 ids. Structures from the pymatgen dict (`flla_2015`) or the `poscar` column (the others);
 `e_above_hull_ev` known for {n_hull} (from `flla_2015`), else null.
+
+{removed_text}
 
 - F. Faber, A. Lindmaa, O. A. von Lilienfeld, R. Armiento, Int. J. Quantum Chem. 115,
   1094 (2015) (`flla_2015`).

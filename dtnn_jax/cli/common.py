@@ -25,6 +25,32 @@ def prepare_runtime() -> None:
         handler.setFormatter(logging.Formatter("dtnn: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        # said once: not again by a handler on the root logger (absl installs one)
+        logger.propagate = False
+
+
+def bars_wanted(requested: bool = True) -> bool:
+    """Whether to draw progress bars: when asked and stderr is a terminal (a bar redrawn
+    with carriage returns turns a log file or a pipe into noise)."""
+    return bool(requested) and sys.stderr.isatty()
+
+
+# The library's advice names Python keywords; on the command line the flags do the same.
+_KEYWORD_FLAGS = (
+    ("allow_isolated=True", "--allow-isolated"),
+    ("max_atoms= or dtnn_jax.io.MAX_ATOMS", "--max-atoms"),
+    ("max_atoms=", "--max-atoms"),
+)
+
+
+def as_flags(message: str | None) -> str | None:
+    """A library message with its Python keyword advice (``allow_isolated=True``) worded
+    as the command's flags (``--allow-isolated``)."""
+    if message is None:
+        return None
+    for keyword, flag in _KEYWORD_FLAGS:
+        message = message.replace(keyword, flag)
+    return message
 
 
 def plain(doc: str | None) -> str:

@@ -26,7 +26,14 @@ def register(subparsers) -> None:
         help="shipped source to summarise (ignored with --data): one source, 'combined' (the "
         "deduplicated training set, Petousis + phonondb) or 'all' (each source, then combined)",
     )
-    summary.add_argument("--out-png", default="data_summary.png", help="histogram PNG path")
+    summary.add_argument(
+        "-o",
+        "--output",
+        "--out-png",
+        dest="output",
+        default="data_summary.png",
+        help="histogram PNG path (default data_summary.png; --out-png: the old name)",
+    )
     summary.set_defaults(func=run)
 
 
@@ -56,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from dtnn_jax.cli.common import existing_file, writable_file
     from dtnn_jax.data.summary import format_summary, plot_summary, summarize
 
-    out_png = writable_file(args.out_png, "--out-png")
+    out_png = writable_file(args.output, "--output")
     if args.data is None:
         records = _shipped_records(getattr(args, "source", "petousis2017"))
     else:

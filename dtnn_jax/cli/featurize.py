@@ -1,4 +1,4 @@
-"""``dtnn featurize FILES... --layer K --out feats.npz``: frozen-encoder descriptors of crystals."""
+"""``dtnn featurize FILES... --layer K -o feats.npz``: frozen-encoder descriptors of crystals."""
 
 from __future__ import annotations
 
@@ -28,7 +28,11 @@ def register(subparsers) -> None:
             "written, and the exit status is 1 if any failed."
         ),
     )
-    p.add_argument("files", nargs="+", help="CIF, POSCAR, extxyz or pymatgen JSON files")
+    p.add_argument(
+        "files",
+        nargs="+",
+        help="CIF, POSCAR, extxyz or pymatgen JSON files, or directories of them",
+    )
     p.add_argument(
         "--layer",
         type=int,
@@ -39,7 +43,12 @@ def register(subparsers) -> None:
         "--encoder", default=DEFAULT_ENCODER, help=f"encoder name (default {DEFAULT_ENCODER})"
     )
     p.add_argument(
-        "--out", default="features.npz", help="output .npz (default features.npz; .npz added)"
+        "-o",
+        "--output",
+        "--out",
+        dest="output",
+        default="features.npz",
+        help="output .npz (default features.npz; .npz added; --out: the old name)",
     )
     p.add_argument("--shard", default=None, metavar="I/N", help="featurize only shard I of N")
     p.add_argument("--merge", action="store_true", help="merge the shards of --out")
@@ -66,24 +75,28 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dtnn_jax.cli.common import positive, writable_file
+    from dtnn_jax.cli.common import as_flags, bars_wanted, positive, writable_file
     from dtnn_jax.inputs import input_item
 
     positive("--max-atoms", args.max_atoms)
-    out = Path(args.out)
+    out = Path(args.output)
     if out.suffix != ".npz":  # numpy would append it silently; say where the file goes
         out = out.with_name(out.name + ".npz")
-    writable_file(out, "--out")
+    writable_file(out, "--output")
 
     from dtnn_jax import distributed, shards
+    from dtnn_jax.cli.predict import expand_inputs
 
-    unique = list(dict.fromkeys(args.files))
+    files, empty = expand_inputs(args.files)  # a directory: its structure files, in order
+    for record in empty:
+        print(f"error: {record['source']}: {record['error']}", file=sys.stderr)
+    if not files:
+        raise CommandError("nothing to featurize: " + "; ".join(r["source"] for r in empty))
+    files = [str(f) for f in files]
+    unique = list(dict.fromkeys(files))
     for path in unique:
-        if args.files.count(path) > 1:
-            print(
-                f"note: {path} given {args.files.count(path)} times; featurized once",
-                file=sys.stderr,
-            )
+        if files.count(path) > 1:
+            print(f"note: {path} given {files.count(path)} times; featurized once", file=sys.stderr)
     identity = {"n_items": len(unique), "fingerprint": shards.fingerprint(unique)}
     identity |= {"encoder": args.encoder.lower(), "layer": args.layer}
     if args.merge:
@@ -109,14 +122,15 @@ def run(args: argparse.Namespace) -> int:
     if shard is not None:
         positions = distributed.shard_indices(len(unique), distributed.ProcessGroup(*shard))
         mine = [input_item(unique[i], i) for i in positions]
-    graphs, names, positions_done, failed = [], [], [], []
+    graphs, names, positions_done = [], [], []
+    failed = [r["source"] for r in empty] if shard is None or shard[0] == 0 else []
     crystals = prepare_inputs(mine, encoder, args.max_atoms, args.allow_isolated)
     for crystal in crystals:
         error = crystal.error
         if crystal.source in RESERVED_KEYS:
             error = "this name is reserved in the output .npz"
         if error is not None:
-            print(f"error: {crystal.source}: {error}", file=sys.stderr)
+            print(f"error: {crystal.source}: {as_flags(error)}", file=sys.stderr)
             failed.append(crystal.source)
             continue
         if crystal.warning:
@@ -126,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
         positions_done.append(crystal.position)
     features, energies = [], np.zeros(0)
     if graphs:
-        features, energies = layer_features(encoder, graphs, args.layer, progress=len(graphs) > 32)
+        features, energies = layer_features(
+            encoder, graphs, args.layer, progress=bars_wanted(len(graphs) > 32)
+        )
     result = Featurized(names, positions_done, features, energies, failed, irreps, encoder.key)
     if shard is None:
         return result.write(out, args.layer, encoder.name)
@@ -141,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"shard {index}/{count}: {len(names)} crystals written to {out.parent}/shards/")
     if group.count == 1:
-        print(f"merge the {count} shards with: dtnn featurize FILES... --merge --out {out}")
+        print(f"merge the {count} shards with: dtnn featurize FILES... --merge -o {out}")
         return 1 if failed else 0
     distributed.barrier("dtnn-featurize-shards-written", args.distributed_timeout)
     return _merge(out, identity) if group.is_main else (1 if failed else 0)

@@ -6,12 +6,18 @@ of the electronic tensor, as a table, JSON or CSV. Directories are read for stru
 (known suffixes, POSCAR/CONTCAR); a file with several crystals (multi-frame extxyz,
 multi-block CIF) gives one result per crystal, named FILE#k or FILE#BLOCK. An input that
 cannot be used gets an error record naming it and the reason; the others are still
-predicted and printed. Under N processes (--coordinator/--num-processes/--process-id, JAX's
-variables or a SLURM step) every process predicts its round-robin share of the files and
-writes it to shards/ beside --output (else ./dtnn-predict-shards/shards/); process 0 prints
-or writes the merged result, in input order.
+predicted and printed. Warnings (stderr, the table, the JSON/CSV field "warning") say when
+a number deserves doubt: a likely metal, a predicted eps_inf above 15.5 (a metal, semimetal
+or gap < 0.5 eV), unstable Gamma modes dropped from eps_ion by a physics model (fields
+n_unstable_modes, lowest_frequency_cm1; --phonons marks the dropped modes), a slab-like
+vacuum gap; see dtnn_jax.inference.cautions. Under N processes
+(--coordinator/--num-processes/--process-id, JAX's variables or a SLURM step) every process
+predicts its round-robin share of the files and writes it to shards/ beside --output (else
+./dtnn-predict-shards/shards/); process 0 prints or writes the merged result, in input
+order.
 
-Exit status: 0 all inputs predicted, 1 some input failed, 2 unusable arguments or model.
+Exit status: 0 all inputs predicted (warnings included), 1 some input failed, 2 unusable
+arguments, a missing file or an unusable model.
 """
 
 from __future__ import annotations
@@ -73,10 +79,16 @@ def register(subparsers) -> None:
 def expand_inputs(paths: list[str]) -> tuple[list, list[dict]]:
     """Files and directories -> (inputs to predict, error records for empty directories).
 
-    Notes on stderr name what a directory held besides structure files.
+    Notes on stderr name what a directory held besides structure files. A path that does
+    not exist is a user error (`CommandError`, exit status 2), raised before any work.
     """
+    from dtnn_jax.cli.common import CommandError
     from dtnn_jax.inputs import scan_directory
 
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CommandError(f"{missing[0]}: file not found{more}")
     inputs, empty = [], []
     for p in map(Path, paths):
         if not p.is_dir():
@@ -129,6 +141,7 @@ def predict_records(
     """One JSON-ready record per input crystal: tensors and derived scalars, or the error."""
     from tqdm.auto import tqdm
 
+    from dtnn_jax.cli.common import as_flags
     from dtnn_jax.inference.records import predict_crystals
 
     records = []
@@ -138,13 +151,17 @@ def predict_records(
         )
         for record in stream:
             records.append(record.as_dict(targets))
+            records[-1]["error"] = as_flags(records[-1]["error"])
             bar.update(1)
     return records
 
 
-def format_table(records: list[dict], model_name: str) -> str:
-    """Human-readable: one block per crystal."""
-    out = [f"model: {model_name}  (+- is the ensemble standard deviation over members)"]
+def format_table(records: list[dict], model_name: str, ensemble_size: int | None = None) -> str:
+    """Human-readable: one block per crystal (no +- spread for a one-member ensemble)."""
+    spread = ensemble_size is None or ensemble_size > 1
+    note = "+- is the ensemble standard deviation over members" if spread else "one member: no "
+    note += "" if spread else "ensemble spread"
+    out = [f"model: {model_name}  ({note})"]
     for rec in records:
         head = f"== {rec['source']}" + (f" ({rec['formula']})" if rec["formula"] else "")
         if rec["error"]:
@@ -158,12 +175,15 @@ def format_table(records: list[dict], model_name: str) -> str:
         for t, v in rec["targets"].items():
             aniso = "n/a" if v["anisotropy"] is None else f"{v['anisotropy']:.3f}"
             eig = " ".join(f"{x:.3f}" for x in v["eigenvalues"])
+            std = f" +- {v['eps_poly_std']:.3f}" if spread else ""
             out.append(
-                f"  {t}: eps_poly {v['eps_poly']:.3f} +- {v['eps_poly_std']:.3f}  "
-                f"eigenvalues {eig}  anisotropy {aniso}"
+                f"  {t}: eps_poly {v['eps_poly']:.3f}{std}  eigenvalues {eig}  anisotropy {aniso}"
             )
             for row, srow in zip(v["tensor"], v["std"], strict=True):
-                cells = "  ".join(f"{x:9.3f} +- {s:6.3f}" for x, s in zip(row, srow, strict=True))
+                cells = "  ".join(
+                    f"{x:9.3f} +- {s:6.3f}" if spread else f"{x:9.3f}"
+                    for x, s in zip(row, srow, strict=True)
+                )
                 out.append(f"    [{cells}]")
         if rec.get("phonons"):
             out += format_phonons(rec)
@@ -184,16 +204,20 @@ def format_phonons(rec: dict) -> list[str]:
         if mode["acoustic"]:
             lines.append(f"    {m + 1:4d}  {0.0:15.1f}  {'acoustic':>21}")
             continue
+        mark = "  DROPPED: unstable mode, not in eps_ion" if mode.get("dropped") else ""
         lines.append(
             f"    {m + 1:4d}  {mode['frequency_cm1']:15.1f}  "
-            f"{mode['ir_activity_e2_per_amu']:21.4f}  {mode['eps_ionic_poly']:12.4f}"
+            f"{mode['ir_activity_e2_per_amu']:21.4f}  {mode['eps_ionic_poly']:12.4f}{mark}"
         )
     return lines
 
 
 def format_csv(records: list[dict], targets) -> str:
     """One row per crystal: tensors flattened row-major (xx, xy, ..., zz)."""
-    columns = ["source", "id", "formula", "error", "warning", "refractive_index"]
+    head = ["source", "id", "formula", "error", "warning", "refractive_index"]
+    if any("n_unstable_modes" in rec for rec in records):  # a physics model
+        head += ["n_unstable_modes", "lowest_frequency_cm1"]
+    columns = list(head)
     for t in targets:
         columns += [f"{t}_{c}" for c in _COMPONENTS]
         columns += [f"{t}_std_{c}" for c in _COMPONENTS]
@@ -203,9 +227,7 @@ def format_csv(records: list[dict], targets) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for rec in records:
-        row = {
-            k: rec[k] for k in ("source", "id", "formula", "error", "warning", "refractive_index")
-        }
+        row = {k: rec.get(k) for k in head}
         for t, v in rec["targets"].items():
             flat = [x for r in v["tensor"] for x in r]
             flat_std = [x for r in v["std"] for x in r]
@@ -235,7 +257,7 @@ def load_model_or_fail(model_arg):
 
 
 def run(args: argparse.Namespace) -> int:
-    from dtnn_jax.cli.common import CommandError, positive, writable_file
+    from dtnn_jax.cli.common import CommandError, bars_wanted, positive, writable_file
 
     positive("--max-atoms", args.max_atoms)
     output = writable_file(args.output, "--output") if args.output else None
@@ -272,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
         model,
         mine,
         targets,
-        progress=args.progress,
+        progress=bars_wanted(args.progress),
         inversion_average=args.inversion_average,
         phonons=args.phonons,
         max_atoms=args.max_atoms,
@@ -293,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         text = format_csv(records, targets)
     else:
-        text = format_table(records, model.name)
+        text = format_table(records, model.name, min(map(model.ensemble_size, targets)))
     if output is not None:
         output.write_text(text)
     else:

@@ -4,9 +4,11 @@ POOL is a directory of structure files, or ``shipped`` for the ~5,300 unlabeled 
 Project structures shipped with the package. With band gaps (--band-gaps CSV with columns
 id, band_gap_ev; id = material id or file name/stem) the ranking is by the figure of merit
 FOM = band gap x eps_poly; without them it ranks eps_poly only, and says so. Likely metals
-(no band gap known and no charge-balanced ionic formula; see dtnn_jax.inference.screening)
-are not ranked as dielectrics unless --rank-metals is given. Writes a ranked CSV, a summary,
-the element frequencies of the top K and plots to --out.
+(no band gap known and no charge-balanced ionic formula) and, where no band gap is known,
+crystals with a predicted eps_inf above 15.5 (the band-gap proxy: likely metals, semimetals
+or gaps < 0.5 eV; see dtnn_jax.inference.screening_rank) are not ranked as dielectrics
+unless --rank-metals is given. Writes a ranked CSV, a summary, the element frequencies of
+the top K and plots to -o/--output.
 
 Cost-aware by default: the pool is ranked with the fast feature model (--model, default
 dtnn-sevennet0-petousis2017: one encoder pass per crystal), and the --refine K best (default
@@ -78,11 +80,20 @@ def register(subparsers) -> None:
         default=None,
         help="the refining model (default: the shipped default, the physics model)",
     )
-    s.add_argument("--out", default="screening", help="output directory (default: screening)")
+    s.add_argument(
+        "-o",
+        "--output",
+        "--out",
+        dest="output",
+        default="screening",
+        help="output directory (default: screening; --out: the old name)",
+    )
     s.add_argument("--chunk-size", type=int, default=256, help="crystals per prediction call")
     s.add_argument("--limit", type=int, default=None, help="screen only the first N crystals")
     s.add_argument(
-        "--rank-metals", action="store_true", help="rank likely metals too (not recommended)"
+        "--rank-metals",
+        action="store_true",
+        help="rank likely metals and band-gap-proxy exclusions too (not recommended)",
     )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--shard", default=None, metavar="I/N", help="screen only shard I of N")
@@ -95,7 +106,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import itertools
 
-    from dtnn_jax.cli.common import CommandError, existing_file, positive, writable_dir
+    from dtnn_jax.cli.common import (
+        CommandError,
+        bars_wanted,
+        existing_file,
+        positive,
+        writable_dir,
+    )
 
     for name in ("--top", "--chunk-size", "--limit", "--max-atoms"):
         positive(name, getattr(args, name.lstrip("-").replace("-", "_")))
@@ -117,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         from dtnn_jax.inference.pool import read_band_gaps
 
         band_gaps = read_band_gaps(existing_file(args.band_gaps, "--band-gaps"))
-    out = writable_dir(args.out, "--out")
+    out = writable_dir(args.output, "--output")
 
     from dtnn_jax import distributed, shards
     from dtnn_jax.cli.predict import load_model_or_fail
@@ -137,12 +154,13 @@ def run(args: argparse.Namespace) -> int:
         "rank_metals": args.rank_metals,
     }
     enable_compilation_cache()
+    # before anything that may start JAX's backend (loading a model does)
+    group = distributed.ProcessGroup(0, 1) if args.merge else distributed.initialize_from_args(args)
     refining = _refine_model(args)
     if refining is not None:
         ranking |= {"refine_model": refining, "refine_top": args.refine}
     if args.merge:
         return _report(merge_screen(out, pool, **ranking), out, args.target)
-    group = distributed.initialize_from_args(args)
     shard = shards.parse_shard(args.shard) if args.shard else None
     if shard is None and group.count > 1:
         shard = (group.index, group.count)
@@ -158,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         out,
         **ranking,
         chunk_size=args.chunk_size,
-        progress=not args.no_progress,
+        progress=bars_wanted(not args.no_progress),
         max_atoms=args.max_atoms,
         allow_isolated=args.allow_isolated,
         shard=shard,
@@ -167,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         index, count = shard
         print(f"shard {index}/{count}: {summary['n_rows']} crystals written to {out}/shards/")
         if group.count == 1:  # an explicit --shard: the user merges
-            print(f"merge the {count} shards with: dtnn screen {args.pool} --merge --out {out}")
+            print(f"merge the {count} shards with: dtnn screen {args.pool} --merge -o {out}")
             return 0
         distributed.barrier("dtnn-screen-shards-written", args.distributed_timeout)
         if not group.is_main:
@@ -191,6 +209,8 @@ def _refine_model(args):
 
 def _report(summary: dict, out, target: str) -> int:
     """Prints the summary of a ranked screen; returns the exit status."""
+    from dtnn_jax.cli.common import as_flags
+
     print(
         f"screened {summary['n_pool']} crystals with {summary['model']}: "
         f"{summary['n_predicted']} predicted, {summary['n_failed']} failed, "
@@ -214,6 +234,6 @@ def _report(summary: dict, out, target: str) -> int:
             f"{entry.get('stage') or ''}"
         )
     for f in summary["failures"]:
-        print(f"dtnn screen: {f['source']}: {f['error']}", file=sys.stderr)
+        print(f"dtnn screen: {f['source']}: {as_flags(f['error'])}", file=sys.stderr)
     print(f"ranked CSV, plots and element frequencies in {out}/")
     return 1 if summary["n_failed"] else 0

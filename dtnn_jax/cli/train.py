@@ -31,6 +31,7 @@ JAX's variables or a SLURM step) training is data-parallel over every process's 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from dtnn_jax.cli.common import plain
@@ -165,9 +166,16 @@ def config_from_args(args: argparse.Namespace, target: str, seed: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from dtnn_jax.cli.common import CommandError, existing_file, positive, writable_dir
+    from dtnn_jax.cli.common import (
+        CommandError,
+        bars_wanted,
+        existing_file,
+        positive,
+        writable_dir,
+    )
 
     positive("--limit", args.limit)
+    args.no_progress = not bars_wanted(not args.no_progress)  # no bars into a log file
     positive("--max-epochs", args.max_epochs)
     positive("--shards", args.shards)
     positive("--folds", args.folds)
@@ -291,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
             "ionic: learned Born charges x the same potential's force constants; total = "
             "electronic + ionic"
         )
+    kept = _previous_targets(workdir, targets, records_digest(records), args.encoder)
     bundle = export_bundle(
         workdir,
         runs,
@@ -300,7 +309,57 @@ def run(args: argparse.Namespace) -> int:
         training_data=str(data) if data is not None else "shipped Petousis et al. 2017",
         produced_by="dtnn train",
     )
+    if kept:
+        _add_targets(bundle, kept)
     where = "table and plots" if args.folds is None else "runs"
     print(f"done in {time.perf_counter() - start:.0f} s; {where} in {workdir}")
     print(f"model bundle: {bundle} (dtnn predict --model {bundle} FILES...)")
     return 0
+
+
+def _previous_targets(workdir, targets, data_sha256: str, encoder_name: str) -> dict:
+    """The models of ``workdir/bundle.json`` that this run does not retrain, kept when they
+    were trained on the same data with the same encoder (a rerun with ``--target
+    electronic`` must not drop the ionic and total models); a note says what is kept or
+    dropped."""
+    from dtnn_jax.encoder import get_encoder
+    from dtnn_jax.inference import BundleError
+    from dtnn_jax.inference.bundle import load_bundle
+
+    if not (workdir / "bundle.json").exists():
+        return {}
+    try:
+        previous = load_bundle(workdir)
+    except BundleError as err:
+        print(f"note: the previous {workdir}/bundle.json is not kept ({err})", file=sys.stderr)
+        return {}
+    others = {t: m for t, m in previous.targets.items() if t not in targets}
+    if not others:
+        return {}
+    names = ", ".join(others)
+    same_encoder = (
+        previous.metadata.get("encoder_sha256") == get_encoder(encoder_name).weights_sha256
+    )
+    if previous.metadata.get("training_data_sha256") != data_sha256 or not same_encoder:
+        print(
+            f"note: the {names} model(s) of the previous {workdir}/bundle.json were trained "
+            "on other data or another encoder and are dropped from it; retrain them with "
+            "--target",
+            file=sys.stderr,
+        )
+        return {}
+    print(f"note: {workdir}/bundle.json keeps its {names} model(s) (not retrained)")
+    return others
+
+
+def _add_targets(path, kept: dict) -> None:
+    """Adds ``kept`` target models to the bundle at ``path`` (same encoder, same data)."""
+    import dataclasses
+
+    from dtnn_jax.constants import TARGETS
+    from dtnn_jax.inference.bundle import load_bundle, save_bundle
+
+    bundle = load_bundle(path)
+    both = {**bundle.targets, **kept}
+    targets = {t: both[t] for t in TARGETS if t in both}
+    save_bundle(dataclasses.replace(bundle, targets=targets), path)

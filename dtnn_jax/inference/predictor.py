@@ -320,10 +320,18 @@ class DielectricModel:
             raise ValueError(f"target must be one of {(*self.targets, 'all')}, got {target!r}")
         if errors not in ("raise", "nan"):
             raise ValueError(f"errors must be 'raise' or 'nan', got {errors!r}")
-        result = self.predict_detailed(structures, inversion_average=inversion_average)
+        crystals = self.prepare(structures)
+        result = self.predict_inputs(crystals, inversion_average=inversion_average)
         for source, warning in zip(result.sources, result.warnings, strict=True):
             if warning:
                 warnings.warn(f"{source}: {warning}", stacklevel=2)
+        from dtnn_jax.inference.cautions import prediction_cautions
+
+        for crystal, cautions in zip(
+            crystals, prediction_cautions(self, crystals, result), strict=True
+        ):
+            for message in cautions.messages:  # unstable modes, likely metals, small gaps
+                warnings.warn(f"{crystal.source}: {message}", stacklevel=2)
         failed = [(s, e) for s, e in zip(result.sources, result.errors, strict=True) if e]
         if failed:
             lines = "; ".join(f"{s}: {e}" for s, e in failed)

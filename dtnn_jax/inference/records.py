@@ -32,7 +32,8 @@ class TargetPrediction:
         eigenvalues: [3] principal permittivities, ascending.
         eps_poly: tr / 3.
         eps_poly_std: ensemble standard deviation of eps_poly.
-        anisotropy: lambda_max / lambda_min (NaN where lambda_min <= 0).
+        anisotropy: lambda_max / lambda_min (NaN, n/a, where the tensor is ~0; see
+            `dtnn_jax.properties.ANISOTROPY_MIN_EIGENVALUE`).
     """
 
     tensor: np.ndarray
@@ -67,6 +68,14 @@ class CrystalPrediction:
         max_force_ev_per_a: with a physics ionic model, the largest residual force of the
             potential at the given geometry (eV/A; large: not a minimum of the potential,
             so K and eps_ion are less reliable); else NaN.
+        n_unstable_modes: with a physics ionic model, how many unstable (imaginary) optical
+            modes the eps_ion inversion met (dropped by the default treatment; see
+            `dtnn_jax.inference.cautions`); else None.
+        lowest_frequency_cm1: with a physics ionic model, the lowest optical Gamma
+            frequency (cm^-1; negative: imaginary); else NaN.
+
+    ``warning`` also carries the cautions of `dtnn_jax.inference.cautions` (unstable modes,
+    a likely metal, a predicted eps_inf above `EPS_INF_SMALL_GAP`).
     """
 
     id: str
@@ -83,6 +92,8 @@ class CrystalPrediction:
     born_charges: np.ndarray | None = None
     phonons: Any = None
     max_force_ev_per_a: float = float("nan")
+    n_unstable_modes: int | None = None
+    lowest_frequency_cm1: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -95,6 +106,9 @@ class CrystalPrediction:
         if self.born_charges is not None:
             extra["born_charges"] = self.born_charges.astype(float).round(6).tolist()
             extra["max_force_ev_per_a"] = _finite_or_none(self.max_force_ev_per_a)
+        if self.n_unstable_modes is not None:
+            extra["n_unstable_modes"] = self.n_unstable_modes
+            extra["lowest_frequency_cm1"] = _finite_or_none(self.lowest_frequency_cm1)
         if self.phonons is not None:
             extra["phonons"] = phonon_modes(self.phonons)
         return extra | {
@@ -121,7 +135,8 @@ class CrystalPrediction:
 
 def phonon_modes(phonons) -> list[dict]:
     """JSON-ready Gamma modes: frequency (cm^-1; negative = imaginary), IR activity
-    (e^2/amu) and the mode's part of eps_ion (its tensor and eps_poly), acoustic ones flagged."""
+    (e^2/amu) and the mode's part of eps_ion (its tensor and eps_poly), acoustic ones and
+    unstable ones dropped from eps_ion flagged."""
     modes = []
     for m, freq in enumerate(phonons.frequencies_cm1):
         part = None if phonons.contributions is None else phonons.contributions[m]
@@ -129,6 +144,8 @@ def phonon_modes(phonons) -> list[dict]:
             {
                 "frequency_cm1": float(freq),
                 "acoustic": bool(phonons.acoustic[m]),
+                # an unstable mode left out of eps_ion by the treatment ("drop_negative")
+                "dropped": bool(phonons.imaginary[m] and phonons.weights_a2_amu_per_ev[m] == 0),
                 "ir_activity_e2_per_amu": None
                 if phonons.ir_activity_e2_per_amu is None
                 else float(phonons.ir_activity_e2_per_amu[m]),
@@ -161,7 +178,10 @@ def _phonons(model, crystal: CrystalInput, born: np.ndarray, fc):
 def _records(
     model, crystals: list[CrystalInput], prediction, phonons: bool = False
 ) -> list[CrystalPrediction]:
+    from dtnn_jax.inference.cautions import joined, prediction_cautions
+
     props = {t: tensor_properties(prediction.mean[t]) for t in model.targets}
+    cautions = prediction_cautions(model, crystals, prediction)
     out = []
     for k, crystal in enumerate(crystals):
         error = prediction.errors[k]
@@ -181,6 +201,7 @@ def _records(
                 for t in model.targets
             }
         n = props["electronic"].refractive_index[k] if "electronic" in props else np.nan
+        unstable = cautions[k].unstable
         out.append(
             CrystalPrediction(
                 id=crystal.id,
@@ -192,11 +213,15 @@ def _records(
                 refractive_index=float(n) if error is None else float("nan"),
                 aliases=crystal.aliases,
                 info=crystal.info,
-                warning=crystal.warning,
+                warning=joined(crystal.warning, *cautions[k].messages),
                 position=crystal.position,
                 born_charges=born,
                 phonons=_phonons(model, crystal, born, fc) if phonons and fc is not None else None,
                 max_force_ev_per_a=fc.max_force_ev_per_a if fc is not None else float("nan"),
+                n_unstable_modes=None if unstable is None else unstable.count,
+                lowest_frequency_cm1=float("nan")
+                if unstable is None
+                else unstable.lowest_frequency_cm1,
             )
         )
     return out

@@ -19,27 +19,12 @@ the rest, which keep their pre-screen tensors (column ``stage``: "refined" or "p
 `benchmarks/screen_refine.py` measures how much of the physics model's top 10 % a
 pre-screen of a given size keeps.
 
-Metals are not dielectrics: a metal has no band gap and no static dielectric tensor, while
-a readout trained on insulators still predicts one (large, since metallic screening looks
-like a soft insulator to it), so a screen without band gaps would put elemental metals and
-intermetallics on top. Unless ``rank_metals=True``, crystals that are likely metals are
-therefore *not ranked* (kept in the CSV with the reason in its ``excluded`` column, and
-counted in the summary), by the rule of `dtnn_jax.data.records.likely_metal`: a known band
-gap decides (from the band-gap table or the pool's records; <= 0 eV is a metal); else a
-formula with no charge-balanced ionic assignment of oxidation states (elements,
-intermetallics), or a balanced one without an ordinary anion but with an open-shell metal
-(HfSi, Ti2C, ZrSb), is a likely metal. The rule is a composition heuristic: on the 1,056
-DFPT insulators of the shipped training set it calls 11.0% likely metals (peroxides,
-polyhalides, half-Heuslers, ...) and it misses charge-balanced metals and semimetals (TiN,
-NbN, RuO2, HgTe, ...), so give band gaps whenever they are known. Excluding rather than
-ranking is the cautious choice: an excluded insulator is still listed with its tensor, while
-a ranked metal would sit at the top of the candidates.
+Ranking, the exclusion of likely metals and small-gap crystals, the CSV and the summary
+are in `dtnn_jax.inference.screening_rank`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,37 +34,17 @@ import numpy as np
 
 from dtnn_jax.distributed import ProcessGroup, shard_indices
 from dtnn_jax.errors import InputError
-from dtnn_jax.inference import screening_report as report
-from dtnn_jax.inference.pool import BandGapFileError, pool_items
-from dtnn_jax.inference.records import DEFAULT_CHUNK, CrystalPrediction, predict_crystals
+from dtnn_jax.inference.pool import pool_items
+from dtnn_jax.inference.records import DEFAULT_CHUNK, predict_crystals
+from dtnn_jax.inference.screening_rank import (
+    annotate,
+    no_match_error,
+    primary_score,
+    rank_and_report,
+    screening_row,
+)
 from dtnn_jax.metrics import rank_order
 from dtnn_jax.shards import ShardError, fingerprint, read_shards, write_shard
-
-
-def screening_row(record: CrystalPrediction) -> dict[str, Any]:
-    """One flat row (scalars only) of the ranked table for a predicted crystal."""
-    info = record.info
-    row: dict[str, Any] = {
-        "id": record.id,
-        "source": record.source,
-        "formula": record.formula,
-        "elements": record.elements,
-        "aliases": list(record.aliases),
-        "error": record.error,
-        "warning": record.warning,
-        "e_above_hull_ev": float(info.get("e_above_hull_ev", float("nan"))),
-        "sources": " ".join(info.get("sources", ())),
-        "record_band_gap_ev": float(info.get("band_gap_ev", float("nan"))),
-        "charge_balanced": info.get("charge_balanced"),
-        "position": record.position,
-    }
-    for t, p in record.targets.items():
-        row[f"eps_poly_{t}"] = p.eps_poly
-        row[f"eps_poly_{t}_std"] = p.eps_poly_std
-        row[f"anisotropy_{t}"] = p.anisotropy
-        if t == "electronic":
-            row["refractive_index"] = record.refractive_index
-    return row
 
 
 def _model_info(model) -> dict[str, Any]:
@@ -88,6 +53,10 @@ def _model_info(model) -> dict[str, Any]:
         "targets": list(model.targets),
         "ensemble_size": {t: model.ensemble_size(t) for t in model.targets},
     }
+
+
+REFINE_CHUNK = 1
+"""Crystals per refine-model call (see `refine`)."""
 
 
 def screen(
@@ -153,7 +122,7 @@ def screen(
         # a sized pool's ids are known before any prediction: fail fast on a wrong table
         names = {name for item in items for name in (item.id, *item.aliases)}
         if items and not names & set(band_gaps):
-            raise _no_match_error(items[0].id, band_gaps)
+            raise no_match_error(items[0].id, band_gaps)
     if shard is not None:
         if size is None:
             raise ValueError("a sharded screen needs a pool of known size (a directory, a list)")
@@ -215,11 +184,14 @@ def refine(
         raise ValueError(f"target {target!r} is not in the refine model {refine_model.name}")
     items = list(items)
     annotate(rows, band_gaps, target, rank_metals)
-    primary, _ = _primary(rows, band_gaps, target)
+    primary, _ = primary_score(rows, band_gaps, target)
     order = [i for i in rank_order(primary) if np.isfinite(primary[i])][:refine_top]
     from tqdm.auto import tqdm
 
     best = [items[rows[i]["position"]] for i in order]
+    # one crystal per call: the refine model (physics: ~3N force evaluations per crystal)
+    # costs per crystal anyway, and the progress bar then advances crystal by crystal
+    predict = {**predict, "chunk_size": REFINE_CHUNK}
     refined = tqdm(
         predict_crystals(refine_model, best, **predict),
         total=len(best),
@@ -284,154 +256,3 @@ def merge_screen(
             rows, items, info, refine_model, refine_top, band_gaps, target, rank_metals, **predict
         )
     return rank_and_report(rows, info, Path(out_dir), band_gaps, top_k, target, rank_metals)
-
-
-def _primary(rows: list[dict], band_gaps, target: str) -> tuple[np.ndarray, bool]:
-    """[n] the ranking score of annotated rows (FOM with band gaps, else eps_poly; NaN: not
-    ranked) and whether it is the FOM."""
-    ok = np.array([r["error"] is None and r["excluded"] is None for r in rows])
-    use_fom = band_gaps is not None or bool(np.isfinite([r["band_gap_ev"] for r in rows]).any())
-    score = [r["fom"] if use_fom else r.get(f"eps_poly_{target}", np.nan) for r in rows]
-    return np.where(ok, np.asarray(score, np.float64), np.nan), use_fom
-
-
-def annotate(rows: list[dict], band_gaps, target: str, rank_metals: bool) -> None:
-    """Band gap, metal verdict, exclusion and FOM of every row, in place."""
-    for row in rows:
-        gap = row["record_band_gap_ev"]
-        if band_gaps is not None:
-            gap = next(
-                (float(band_gaps[n]) for n in (row["id"], *row["aliases"]) if n in band_gaps),
-                gap,
-            )
-        row["band_gap_ev"] = gap
-        row["likely_metal"], reason = metal_verdict(row["formula"], gap, row["charge_balanced"])
-        excluded = row["likely_metal"] and not rank_metals
-        row["excluded"] = f"likely metal: {reason}" if excluded else None
-        poly = row.get(f"eps_poly_{target}", float("nan"))
-        row["fom"] = gap * poly if row["error"] is None else float("nan")
-        row["fom_std"] = gap * row.get(f"eps_poly_{target}_std", float("nan"))
-
-
-def rank_and_report(
-    rows: list[dict],
-    info: dict[str, Any],
-    out_dir: Path,
-    band_gaps: Mapping[str, float] | None,
-    top_k: int,
-    target: str,
-    rank_metals: bool,
-) -> dict:
-    """Ranks predicted rows (input order) and writes the CSV, plots and summary."""
-    annotate(rows, band_gaps, target, rank_metals)
-    matched = sum(
-        1 for r in rows if band_gaps and any(n in band_gaps for n in (r["id"], *r["aliases"]))
-    )
-    if band_gaps is not None and matched == 0:
-        raise _no_match_error(rows[0]["id"], band_gaps)
-    targets = info["targets"]
-    ok = np.array([r["error"] is None for r in rows])
-    ranked_ok = ok & np.array([r["excluded"] is None for r in rows])
-    aniso = np.array([r.get(f"anisotropy_{target}", np.nan) for r in rows])
-    primary, use_fom = _primary(rows, band_gaps, target)
-    order = rank_order(primary)
-    refined = np.array([r.get("stage") == "refined" for r in rows]) & np.isfinite(primary)
-    if refined.any():  # the refined crystals first, each tier by its own score
-        order = np.concatenate([order[refined[order]], order[~refined[order]]])
-    aniso_order = rank_order(np.where(ranked_ok, aniso, np.nan))
-    aniso_rank = np.empty(len(rows), int)
-    aniso_rank[aniso_order] = np.arange(1, len(rows) + 1)
-    for position, i in enumerate(order, start=1):
-        rows[i]["rank"] = position if np.isfinite(primary[i]) else None
-        finite = np.isfinite(aniso[i]) and ranked_ok[i]
-        rows[i]["rank_anisotropy"] = int(aniso_rank[i]) if finite else None
-    ranked = [rows[i] for i in order]
-    report.write_ranked_csv(ranked, targets, out_dir / "ranked.csv")
-
-    ranked_ok_rows = [r for r in ranked if r["rank"] is not None]
-    top = ranked_ok_rows[:top_k]
-    pool_ok = [r for r in rows if r["error"] is None]
-    frequency = report.element_frequency(top, pool_ok)
-    (out_dir / "element_frequency.json").write_text(json.dumps(frequency, indent=1) + "\n")
-    report.plot_element_frequency(frequency, out_dir / "element_frequency.png")
-    plots = ["element_frequency.png"]
-    if use_fom:
-        report.plot_eps_vs_band_gap(rows, targets, out_dir / "eps_vs_band_gap.png")
-        plots.append("eps_vs_band_gap.png")
-    report.plot_score_distribution(
-        primary[np.isfinite(primary)],
-        "FOM = band gap x eps_poly (eV)" if use_fom else f"eps_poly ({target})",
-        [r["fom"] if use_fom else r[f"eps_poly_{target}"] for r in top],
-        out_dir / "fom_distribution.png",
-    )
-    plots.append("fom_distribution.png")
-
-    ranking_key = f"FOM = band_gap_ev x eps_poly_{target}" if use_fom else f"eps_poly_{target}"
-    n_metals = sum(1 for r in rows if r["likely_metal"] and r["error"] is None)
-    notes = []
-    if not use_fom:
-        notes.append(
-            f"no band gaps: this ranks eps_poly ({target}) only, not the figure of merit "
-            "FOM = band gap x eps_poly, which needs band gaps (--band-gaps CSV with columns "
-            "id, band_gap_ev)"
-        )
-    if n_metals and not rank_metals:
-        notes.append(
-            f"{n_metals} likely metal(s) are not ranked as dielectrics (column 'excluded'; "
-            "the rule is in dtnn_jax.inference.screening; --rank-metals ranks them too)"
-        )
-    summary = {
-        **info,
-        "ranking": ranking_key,
-        "uses_fom": use_fom,
-        "note": "; ".join(notes) or None,
-        "n_pool": len(rows),
-        "n_predicted": int(ok.sum()),
-        "n_failed": int((~ok).sum()),
-        "n_likely_metals": n_metals,
-        "metals_ranked": rank_metals,
-        "n_ranked": len(ranked_ok_rows),
-        "n_without_band_gap": int(np.sum(ranked_ok & np.isnan([r["band_gap_ev"] for r in rows])))
-        if use_fom
-        else None,
-        "top_k": [
-            {k: r.get(k) for k in ("rank", "id", "formula", "band_gap_ev", "fom", "stage")}
-            | {f"eps_poly_{target}": r[f"eps_poly_{target}"]}
-            for r in top
-        ],
-        "top_anisotropy": [
-            {"rank_anisotropy": rows[i]["rank_anisotropy"], "id": rows[i]["id"]}
-            | {"formula": rows[i]["formula"], f"anisotropy_{target}": float(aniso[i])}
-            for i in aniso_order[:top_k]
-            if np.isfinite(aniso[i])
-        ],
-        "failures": [{"source": r["source"], "error": r["error"]} for r in rows if r["error"]],
-        "files": ["ranked.csv", "element_frequency.json", *plots],
-    }
-    (out_dir / "summary.json").write_text(json.dumps(report.jsonable(summary), indent=1) + "\n")
-    return summary
-
-
-def metal_verdict(
-    formula: str, band_gap_ev: float, balanced: bool | None = None
-) -> tuple[bool, str]:
-    """(likely metal?, why) for a crystal, by `dtnn_jax.data.records.likely_metal`."""
-    from dtnn_jax.data.records import likely_metal
-
-    if not formula:
-        return False, ""
-    if math.isfinite(band_gap_ev):
-        return band_gap_ev <= 0, f"band gap {band_gap_ev:g} eV"
-    metal = likely_metal(formula, balanced=balanced)
-    return metal, (
-        "no band gap known, and no charge-balanced ionic formula with an N/O/F/Cl/Br/I/S/Se/"
-        "Te/H anion or a closed-shell metal"
-    )
-
-
-def _no_match_error(example_id: str, band_gaps: Mapping[str, float]) -> BandGapFileError:
-    return BandGapFileError(
-        "no crystal of the pool has a band gap in the band-gap table: its ids must be "
-        f"material ids or file names/stems (pool ids look like {example_id!r}; table "
-        f"ids look like {next(iter(band_gaps))!r})"
-    )

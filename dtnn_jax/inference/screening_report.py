@@ -37,7 +37,8 @@ def write_ranked_csv(ranked: list[dict], targets, path: Path) -> None:
     columns = ["rank", "id", "source", "formula", "band_gap_ev", "fom", "fom_std"]
     for t in targets:
         columns += [f"eps_poly_{t}", f"eps_poly_{t}_std", f"anisotropy_{t}"]
-    columns += ["rank_anisotropy", "refractive_index", "likely_metal", "excluded"]
+    columns += ["rank_anisotropy", "refractive_index", "likely_metal", "small_gap_proxy"]
+    columns += ["excluded"]
     columns += ["e_above_hull_ev", "sources", "warning", "error"]
     if any("stage" in row for row in ranked):  # a refined screen (see screening.refine)
         keys = sorted({k for row in ranked for k in row if k.startswith("prescreen_eps_poly_")})

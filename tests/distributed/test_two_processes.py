@@ -21,7 +21,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from dtnn_jax.distributed import free_port_pair
-from dtnn_jax.inference import save_bundle
+from dtnn_jax.inference import DEFAULT_MODEL, save_bundle
 from tests.properties.tiny_model import tiny_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +105,19 @@ def test_screen_on_two_processes_equals_one(setup, tmp_path):
     shards = sorted(p.name for p in (tmp_path / "two" / "shards").iterdir())
     assert shards == ["screen-0000-of-0002.json", "screen-0001-of-0002.json"]
     assert (tmp_path / "two" / "fom_distribution.png").stat().st_size > 1000
+
+
+def test_the_readme_screen_command_runs_on_two_processes(tmp_path):
+    """The README's two-process command, as written (default models: the fast pre-screen
+    and the physics refine), on the first 10 crystals of the shipped pool (--limit; one of
+    them, BAs, is not a likely metal, so the refine stage has a crystal to refine)."""
+    runs = _cli(["screen", "shipped", "-o", "scr", "--limit", "10"], tmp_path, processes=2)
+    for rc, _, err in runs:
+        assert rc == 0 and "Traceback" not in err, err[-3000:]
+    summary = json.loads((tmp_path / "scr" / "summary.json").read_text())
+    assert summary["n_pool"] == 10 and summary["refine_model"] == DEFAULT_MODEL
+    assert summary["n_refined"] >= 1
+    assert "refined the best" in runs[0][1]
 
 
 def test_featurize_on_two_processes_equals_one(setup, tmp_path):

@@ -9,6 +9,7 @@ partial inputs still give results. The cases are the ones a new user hit in the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -70,6 +71,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     out["pool"] = pool
     out["gaps_bom"] = d / "gaps.csv"
     out["gaps_bom"].write_bytes("id,band_gap_ev\r\nmgo,7.8\r\n".encode("utf-8-sig"))
+    out["cu"] = d / "cu.cif"
+    Structure(
+        Lattice.cubic(3.61), ["Cu"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    ).to(filename=str(out["cu"]))
+    out["huge"] = d / "huge.cif"  # 150 MB of nothing (sparse): refused before parsing
+    with open(out["huge"], "wb") as f:
+        f.truncate(150_000_000)
     out["a_file"] = d / "plain_file"  # a directory cannot be created below a file
     out["a_file"].write_text("x")
     out["labelled_bad"] = d / "labelled.json"
@@ -108,6 +116,12 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
         np.savez(path / "params.npz", **a)
         out[name] = path
 
+    one = tiny_bundle()
+    total = one.targets["total"]
+    one = dataclasses.replace(
+        one, targets={"total": dataclasses.replace(total, members=total.members[:1])}
+    )
+    out["one_member"] = save_bundle(one, d / "one_member")
     damaged("no_encoder_sha", lambda m: m.pop("encoder_sha256"))
     damaged("no_scaler", lambda m: m["targets"]["total"]["members"][0].pop("scaler"))
     damaged("no_config", lambda m: m["targets"]["total"].pop("config"))
@@ -149,9 +163,14 @@ CASES = [
     ("predict: no cell", ["predict", "{molecule}", "{good}", "--model", "{good_bundle}"], 1, r"water\.xyz: has no periodic cell", None),
     ("predict: slab warns", ["predict", "{slab}", "--model", "{good_bundle}"], 0, r"warning: .*slab\.json: a vacuum gap of \d+\.\d A", r"WARNING: a vacuum gap"),
     ("predict: garbage is escaped", ["predict", "{garbage}", "--model", "{good_bundle}"], 1, r"POSCAR_garbage: could not parse", None),
-    ("predict: isolated atom refused", ["predict", "{lonely}", "--model", "{good_bundle}"], 1, r"no neighbour within the cutoff .*allow_isolated", None),
+    ("predict: isolated atom refused", ["predict", "{lonely}", "--model", "{good_bundle}"], 1, r"no neighbour within the cutoff .*pass --allow-isolated", None),
     ("predict: --allow-isolated", ["predict", "{lonely}", "--model", "{good_bundle}", "--allow-isolated"], 0, None, r"lonely\.json"),
-    ("predict: --max-atoms", ["predict", "{good}", "--model", "{good_bundle}", "--max-atoms", "1"], 1, r"2 atoms exceed the limit of 1", None),
+    ("predict: --max-atoms", ["predict", "{good}", "--model", "{good_bundle}", "--max-atoms", "1"], 1, r"2 atoms exceed the limit of 1 .*raise it with --max-atoms", None),
+    ("predict: missing file", ["predict", "{dir}/missing.cif", "--model", "{good_bundle}"], 2, r"missing\.cif: file not found", None),
+    ("predict: 150 MB junk refused before parsing", ["predict", "{huge}", "--model", "{good_bundle}"], 1, r"huge\.cif: too large for a structure file: 150 MB, over the 64 MB limit", None),
+    ("predict: a metal warns", ["predict", "{cu}", "--model", "{good_bundle}"], 0, r"warning: .*cu\.cif: likely a metal", r"WARNING: likely a metal"),
+    ("predict: --progress draws no bar into a log", ["predict", "{good}", "--model", "{good_bundle}", "--progress"], 0, None, None),
+    ("predict: one member, no spread", ["predict", "{good}", "--model", "{one_member}"], 0, None, r"one member: no ensemble spread"),
     # --- predict: destinations
     ("predict: -o into a new directory", ["predict", "{good}", "--model", "{good_bundle}", "-o", "{tmp}/new/sub/out.json", "--format", "json"], 0, None, None),
     ("predict: -o not writable", ["predict", "{good}", "--model", "{good_bundle}", "-o", "{a_file}/out.json"], 2, r"--output .* cannot be written", None),
@@ -165,10 +184,14 @@ CASES = [
     # --- screen
     ("screen: empty pool directory", ["screen", "{empty_dir}", "--model", "{good_bundle}", "--out", "{tmp}/s"], 2, r"holds no structure files; nothing to screen", None),
     ("screen: band gaps with a BOM", ["screen", "{pool}", "--model", "{good_bundle}", "--band-gaps", "{gaps_bom}", "--out", "{tmp}/s", "--no-progress"], 0, None, r"ranked by FOM"),
-    ("screen: out not writable", ["screen", "{pool}", "--model", "{good_bundle}", "--out", "{a_file}/s"], 2, r"--out .* cannot be written", None),
+    ("screen: out not writable", ["screen", "{pool}", "--model", "{good_bundle}", "-o", "{a_file}/s"], 2, r"--output .* cannot be written", None),
     # --- featurize
     ("featurize: .npz suffix reported", ["featurize", "{good}", "--out", "{tmp}/fzout"], 0, None, r"to .*fzout\.npz;"),
     ("featurize: bad encoder", ["featurize", "{good}", "--encoder", "nosuch"], 2, r"unknown encoder 'nosuch'", None),
+    ("featurize: a directory", ["featurize", "{pool}", "-o", "{tmp}/fdir.npz"], 0, r"skipped 1 file", r"wrote 1 crystals"),
+    ("featurize: missing file", ["featurize", "{dir}/missing.cif"], 2, r"missing\.cif: file not found", None),
+    # --- models
+    ("models: the shipped bundles", ["models"], 0, None, r"dtnn-physics-nequixpft-petousis2017  \[default.*\n.*total \(= electronic \+ ionic\)"),
 ]  # fmt: skip
 
 
@@ -206,6 +229,9 @@ def test_cli_fault(case, argv, status, stderr, stdout, outcomes):
         errors = [line for line in proc.stderr.splitlines() if "error:" in line]
         assert len(errors) == 1, proc.stderr
     assert not re.search(r"[\x00-\x08\x0e-\x1f]", proc.stderr + proc.stdout)  # no raw binary
+    assert not re.search(r"allow_isolated=|max_atoms=", proc.stderr)  # flags, not keywords
+    assert "\r" not in proc.stderr and "crystal/s" not in proc.stderr  # no bars into a log
+    assert "+- 0.000" not in proc.stdout or case != "predict: one member, no spread"
     if case == "predict: -o into a new directory":
         out = json.loads((cwd / "new/sub/out.json").read_text())
         assert out["crystals"][0]["error"] is None
@@ -217,7 +243,7 @@ def test_help_is_fast_distinct_and_plain():
     import time
 
     descriptions = {}
-    for command in ("data", "featurize", "train", "predict", "screen"):
+    for command in ("data", "featurize", "train", "predict", "screen", "models"):
         start = time.perf_counter()
         proc = _run([command, "--help"], cwd=ROOT)
         assert proc.returncode == 0
@@ -239,6 +265,7 @@ def test_train_resume_says_so_and_refuses_a_changed_schedule(tmp_path):
     assert (tmp_path / "run" / "bundle.json").exists()
     again = _run(base, cwd=tmp_path)
     assert again.returncode == 0 and "resuming from epoch 6" in again.stderr
+    assert again.stderr.count("resuming from epoch") == 1  # said once
     changed = _run([*base, "--max-epochs", "9"], cwd=tmp_path)
     assert changed.returncode == 2 and "Traceback" not in changed.stderr
     assert re.search(r"different train\.max_epochs.*--restart", changed.stderr)

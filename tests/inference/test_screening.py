@@ -188,3 +188,59 @@ def test_screen_fails_fast_when_no_band_gap_id_matches(tmp_path):
     assert model.calls == []  # nothing was predicted
     with pytest.raises(ValueError, match="not in model"):
         screen(pool, model, tmp_path, target="ionic")
+
+
+def _rock_salt(a: str, b: str) -> Structure:
+    return Structure(Lattice.cubic(4.0), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_the_band_gap_proxy_keeps_high_eps_inf_crystals_out_of_the_ranking(tmp_path):
+    """Without band gaps, eps_inf > EPS_INF_SMALL_GAP (here Z-mean > 15.5) is not ranked."""
+    pool = [_rock_salt("Na", "Cl"), _rock_salt("Ba", "O"), _rock_salt("K", "Br")]  # Z 14, 32, 27
+    summary = screen(pool, _IsotropicModel(), tmp_path / "a", top_k=3)
+    assert [e["id"] for e in summary["top_k"]] == ["#0"]
+    assert summary["n_small_gap_proxy"] == 2 and summary["n_ranked"] == 1
+    assert "eps_inf > 15.5" in summary["note"]
+    with open(tmp_path / "a" / "ranked.csv") as f:
+        rows = {r["id"]: r for r in csv.DictReader(f)}
+    assert rows["#1"]["excluded"].startswith("band-gap proxy: predicted eps_inf 32.0 > 15.5")
+    assert rows["#1"]["small_gap_proxy"] == "True" and rows["#1"]["rank"] == ""
+    # a known band gap decides over the proxy; --rank-metals ranks them all
+    gaps = {"#1": 4.0}
+    summary = screen(pool, _IsotropicModel(), tmp_path / "b", band_gaps=gaps, top_k=3)
+    assert [e["id"] for e in summary["top_k"]] == ["#1"]  # the only one with a FOM
+    summary = screen(pool, _IsotropicModel(), tmp_path / "c", top_k=3, rank_metals=True)
+    assert [e["id"] for e in summary["top_k"]] == ["#1", "#2", "#0"]
+
+
+def test_the_refine_stage_predicts_one_crystal_per_call(tmp_path):
+    """So its progress bar advances crystal by crystal (the physics model costs per crystal)."""
+    pool = [_rock_salt("Na", "Cl"), _rock_salt("Mg", "O"), _rock_salt("Li", "F")]
+    fast, refine = _IsotropicModel(), _IsotropicModel()
+    summary = screen(pool, fast, tmp_path, top_k=2, refine_model=refine, refine_top=3)
+    assert fast.calls == [3] and refine.calls == [1, 1, 1] and summary["n_refined"] == 3
+
+
+def test_the_shipped_pool_holds_no_entry_the_input_pass_refuses():
+    """`dtnn screen shipped` must not fail on its own pool: the entries the input pass
+    refuses (isolated atoms of sparse alkali metals) are removed when the pool is built
+    (experiments/prepare_data.py), and the rest of that kind passes with both encoders."""
+    from dtnn_jax.data import load_screening_pool
+    from dtnn_jax.data.shipped import DATA_DIR, POOL_FILE, read_payload
+    from dtnn_jax.inputs import InputItem, prepare_input
+
+    removed = read_payload(DATA_DIR / POOL_FILE)["removed_by_input_pass"]
+    assert len(removed) == 6 and all(
+        "no neighbour within the cutoff" in r["reason"] for r in removed
+    )
+    pool = load_screening_pool()
+    assert not {r["material_id"] for r in removed} & {r.material_id for r in pool}
+    sparse = {"Li", "Na", "K", "Rb", "Cs", "Sr", "Ba"}
+    kind = [r for r in pool if {el.symbol for el in r.structure.composition} <= sparse]
+    assert len(kind) >= 5
+    for encoder in (get_encoder("sevennet-0"), get_encoder("nequix-oam-1-pft")):
+        for r in kind:
+            (crystal,) = prepare_input(
+                InputItem(r.structure, r.material_id, r.material_id), encoder
+            )
+            assert crystal.error is None, (r.material_id, crystal.error)

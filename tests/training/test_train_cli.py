@@ -74,3 +74,19 @@ def test_dtnn_train_folds_writes_a_bundle_of_fold_members(tmp_path):
     assert "fold 1 of 2" in summaries[1]["split"]
     members = model.bundle.targets["electronic"].members
     assert all("val_mae_tensor" in m.metrics for m in members)
+
+
+def test_a_rerun_for_one_target_keeps_the_other_targets_in_the_bundle(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    base = ["train", "--quick", "--limit", "20", "--max-epochs", "1", "--workdir", str(workdir)]
+    base += ["--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main([*base, "--target", "ionic"]) == 0
+    before = json.loads((workdir / "bundle.json").read_text())["targets"]
+    assert main([*base, "--target", "electronic"]) == 0
+    after = json.loads((workdir / "bundle.json").read_text())["targets"]
+    assert list(after) == ["electronic", "ionic"]
+    assert after["ionic"] == before["ionic"]
+    assert "keeps its ionic model(s)" in capsys.readouterr().out
+    from dtnn_jax.inference import load_model
+
+    assert load_model(workdir).targets == ("electronic", "ionic", "total")  # total: e + i
