@@ -6,6 +6,7 @@ The public API (implementation modules live behind it):
 * `train_and_evaluate` — train and test the DTNN readout on a dataset.
 * `load_model`, `predict` — the shipped pretrained models.
 * `data` — the shipped dataset, splits, user-data loaders.
+* `infrared_dielectric`, `infrared_spectra` (`spectra`) — eps(w), reflectivity, LO modes.
 
 Names resolve lazily, so ``import dtnn_jax`` does not start JAX. It does set
 ``TF_CPP_MIN_LOG_LEVEL=3`` unless the user set it: with the persistent compilation cache on,
@@ -31,6 +32,9 @@ _LAZY = {
     "predict": "dtnn_jax.inference",
     "data": "dtnn_jax.data",
     "config": "dtnn_jax.config",
+    "infrared_dielectric": "dtnn_jax.spectra",
+    "infrared_spectra": "dtnn_jax.spectra",
+    "spectra": "dtnn_jax.spectra",
 }
 
 __all__ = ["__version__", *_LAZY]

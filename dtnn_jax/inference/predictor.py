@@ -80,6 +80,9 @@ class Prediction:
     warnings: list[str | None] = dataclasses.field(default_factory=list)
     born_charges: list[np.ndarray | None] = dataclasses.field(default_factory=list)
     force_constants: list[Any] = dataclasses.field(default_factory=list)
+    # [n] with a physics ionic model: each member's Born charges [n_members, n_atoms, 3, 3]
+    # (what `dtnn_jax.spectra` averages the mode strengths over), None for failed inputs
+    born_charge_members: list[np.ndarray | None] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> np.ndarray:
@@ -228,9 +231,9 @@ class DielectricModel:
                         members[t][k] = res[t][:, offsets[j] : offsets[j + 1]]
                     else:
                         members[t][k] = res[t][:, j]
-        born, fcs = [], []
+        born, fcs, born_members = [], [], []
         if self.physics_targets:
-            born, fcs = self._physics(crystals, good, members, progress)
+            born, fcs, born_members = self._physics(crystals, good, members, progress)
         mean = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
         std = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
         poly_std = {t: np.full(n, np.nan, np.float32) for t in self.targets}
@@ -254,13 +257,15 @@ class DielectricModel:
             warnings=[c.warning for c in crystals],
             born_charges=born,
             force_constants=fcs,
+            born_charge_members=born_members,
         )
 
     def _physics(self, crystals, good, members, progress):
         """eps_ion of the physics targets, member by member, from the members' Born charges
         (in ``members``, replaced by eps in place) and each crystal's K; float64 on the host.
 
-        Returns the per-crystal ensemble-mean Born charges and force constants.
+        Returns the per-crystal ensemble-mean Born charges, force constants and the members'
+        Born charges.
         """
         from dtnn_jax.physics.dielectric import IONIC_PREFACTOR_EV_ANGSTROM
         from dtnn_jax.physics.force_constants import force_constants
@@ -269,6 +274,7 @@ class DielectricModel:
         fcs = force_constants(structures, self.encoder, progress=progress) if good else []
         born: list = [None] * len(crystals)
         k_list: list = [None] * len(crystals)
+        born_members: list = [None] * len(crystals)
         for t in self.physics_targets:
             physics = self.bundle.targets[t].config.physics
             for k, (row, fc) in enumerate(zip(good, fcs, strict=True)):
@@ -278,8 +284,9 @@ class DielectricModel:
                 eps = np.einsum("mia,ij,mjb->mab", zs, kinv, zs)  # [M, 3, 3]
                 members[t][k] = IONIC_PREFACTOR_EV_ANGSTROM / crystals[row].structure.volume * eps
                 born[row] = z.mean(0).astype(np.float32)
+                born_members[row] = z
                 k_list[row] = fc
-        return born, k_list
+        return born, k_list, born_members
 
     def predict_detailed(
         self,

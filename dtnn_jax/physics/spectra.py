@@ -171,7 +171,7 @@ def lo_frequencies(osc: Oscillators, eps_inf: np.ndarray, direction: np.ndarray)
         raise ValueError(f"q . eps_inf . q = {e_inf:.3g} <= 0: no LO frequency is defined")
     s = np.einsum("a,mab,b->m", q, osc.strengths_cm2, q)  # [M]
     x = osc.frequencies_cm1**2
-    keep = s > 1e-10 * max(float(s.max(initial=0.0)), 1e-300)
+    keep = s > 1e-8 * max(float(s.max(initial=0.0)), 1e-300)
     poles, weights = _merged(x[keep], s[keep])
     if len(poles) == 0:
         return np.zeros(0)
@@ -184,22 +184,29 @@ def lo_frequencies(osc: Oscillators, eps_inf: np.ndarray, direction: np.ndarray)
         pad = 1e-12 * lo
         # above the last pole f >= e_inf / 2 > 0 at the upper end of this bracket
         hi = poles[i + 1] - pad if i + 1 < len(poles) else lo + 2.0 * weights.sum() / e_inf
-        roots.append(brentq(f, lo + pad, hi, xtol=1e-10, rtol=1e-14))
+        if f(lo + pad) >= 0:  # a pole too weak to resolve: its zero sits on it (LO = TO)
+            roots.append(lo)
+        elif f(hi) <= 0:
+            roots.append(hi)
+        else:
+            roots.append(brentq(f, lo + pad, hi, xtol=1e-10, rtol=1e-14))
     return np.sqrt(np.asarray(roots))
 
 
-def _merged(x: np.ndarray, s: np.ndarray, rtol: float = 1e-9):
-    """Poles within rtol of each other (degenerate modes) merged, their weights summed."""
+def _merged(x: np.ndarray, s: np.ndarray, rtol: float = 1e-6):
+    """Poles within rtol of each other (degenerate modes, split by round-off in K) merged at
+    their strength-weighted mean, their weights summed."""
     order = np.argsort(x)
     x, s = x[order], s[order]
-    poles, weights = [], []
-    for xi, si in zip(x, s, strict=True):
-        if poles and xi - poles[-1] <= rtol * xi:
-            weights[-1] += si
+    groups: list[list[int]] = []
+    for i, xi in enumerate(x):
+        if groups and xi - x[groups[-1][0]] <= rtol * xi:
+            groups[-1].append(i)
         else:
-            poles.append(xi)
-            weights.append(si)
-    return np.asarray(poles), np.asarray(weights)
+            groups.append([i])
+    weights = np.array([s[g].sum() for g in groups])
+    poles = np.array([np.sum(x[g] * s[g]) / s[g].sum() for g in groups])
+    return poles, weights
 
 
 def nonanalytic_force_constants(
