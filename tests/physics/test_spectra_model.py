@@ -51,3 +51,27 @@ def test_spectrum_files_and_isotropic_axes(model, tmp_path):
     assert len(meta["to_cm1"]) == 3 and all(len(lo) == 1 for lo in meta["lo_cm1_per_axis"])
     (spectrum,) = infrared_spectra([_mgo_strained()], [0.0, 300.0], model=model)
     assert all(np.all(lo > 0) for lo in spectrum.lo_cm1) and not spectrum.notes
+
+
+def test_born_files_read_back_by_phonopy(model, tmp_path):
+    """`dtnn predict --born-file` (its writer, with the fixture's model) and
+    `dtnn_jax.write_phonopy_born`: phonopy reads eps_inf and the (symmetrised) Z* back."""
+    from phonopy.file_IO import parse_BORN
+    from phonopy.structure.symmetry import symmetrize_borns_and_epsilon
+
+    from dtnn_jax.cli.predict import write_physics_outputs
+    from dtnn_jax.physics.born_file import phonopy_cell
+
+    crystals = [_nacl(), _cu(), _mgo_strained()]
+    mean, born = model.predict(crystals, "electronic", return_born_charges=True)
+    write_physics_outputs(model, crystals, None, tmp_path / "nac", None, {})
+    files = sorted((tmp_path / "nac").glob("*/BORN"))
+    assert len(files) == 3
+    for k in (0, 2):
+        cell = phonopy_cell(crystals[k])
+        back = parse_BORN(cell, filename=files[k])
+        z, eps = symmetrize_borns_and_epsilon(born[k], mean[k], cell)
+        np.testing.assert_allclose(back["born"], z, atol=1e-6)
+        np.testing.assert_allclose(back["dielectric"], eps, atol=1e-6)
+    path = dtnn_jax.write_phonopy_born(_nacl(), tmp_path / "one", model=model)
+    assert path == tmp_path / "one" and "epsilon and Z*" in path.read_text()
