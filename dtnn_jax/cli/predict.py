@@ -178,6 +178,14 @@ def format_table(records: list[dict], model_name: str) -> str:
             out.append(f"  WARNING: {rec['warning']}")
         if rec["refractive_index"] is not None:
             out.append(f"  refractive index (electronic): {rec['refractive_index']:.4f}")
+        if rec.get("optics") and rec["optics"]["optic_class"]:
+            o = rec["optics"]
+            sign = f" {o['optic_sign']}" if o["optic_sign"] else ""
+            out.append(
+                "  principal refractive indices "
+                + " ".join(f"{x:.4f}" for x in o["refractive_indices"])
+                + f"  birefringence {o['birefringence']:.4f}  {o['optic_class']}{sign}"
+            )
         for t, v in rec["targets"].items():
             aniso = "n/a" if v["anisotropy"] is None else f"{v['anisotropy']:.3f}"
             eig = " ".join(f"{x:.3f}" for x in v["eigenvalues"])
@@ -217,6 +225,8 @@ def format_phonons(rec: dict) -> list[str]:
 def format_csv(records: list[dict], targets) -> str:
     """One row per crystal: tensors flattened row-major (xx, xy, ..., zz)."""
     columns = ["source", "id", "formula", "error", "warning", "refractive_index"]
+    optics = ["n_1", "n_2", "n_3", "birefringence", "optic_class", "optic_sign"]
+    columns += optics
     for t in targets:
         columns += [f"{t}_{c}" for c in _COMPONENTS]
         columns += [f"{t}_std_{c}" for c in _COMPONENTS]
@@ -229,6 +239,10 @@ def format_csv(records: list[dict], targets) -> str:
         row = {
             k: rec[k] for k in ("source", "id", "formula", "error", "warning", "refractive_index")
         }
+        if rec.get("optics"):
+            o = rec["optics"]
+            row |= dict(zip(optics[:3], o["refractive_indices"], strict=True))
+            row |= {k: o[k] for k in optics[3:]}
         for t, v in rec["targets"].items():
             flat = [x for r in v["tensor"] for x in r]
             flat_std = [x for r in v["std"] for x in r]
