@@ -83,6 +83,10 @@ class Prediction:
     # [n] with a physics ionic model: each member's Born charges [n_members, n_atoms, 3, 3]
     # (what `dtnn_jax.spectra` averages the mode strengths over), None for failed inputs
     born_charge_members: list[np.ndarray | None] = dataclasses.field(default_factory=list)
+    # target -> [n, n_members, 3, 3] every member's tensor (NaN rows for failed inputs): what
+    # `dtnn_jax.inference.calibration` fits on; ``std`` is calibrated when the bundle is
+    ensemble_std: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    members: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> np.ndarray:
@@ -135,6 +139,9 @@ class DielectricModel:
             t: TargetScaler.stack([m.scaler for m in tm.members])
             for t, tm in bundle.targets.items()
         }
+        from dtnn_jax.inference.calibration import Calibration
+
+        self.calibration = Calibration.from_metadata(bundle.metadata)
 
     @property
     def name(self) -> str:
@@ -241,12 +248,17 @@ class DielectricModel:
             members["total"] = [
                 e + i for e, i in zip(members["electronic"], members["ionic"], strict=True)
             ]
+        every = {t: np.full((n, self.ensemble_size(t), 3, 3), np.nan) for t in self.targets}
         for t in self.targets:
             for k, row in enumerate(good):
                 eps = np.asarray(members[t][k], np.float64)  # [n_members, 3, 3]
+                every[t][row] = eps
                 mean[t][row] = eps.mean(0)
                 std[t][row] = eps.std(0)
                 poly_std[t][row] = (np.trace(eps, axis1=-2, axis2=-1) / 3.0).std()
+        raw_std = {t: v.copy() for t, v in std.items()}
+        if self.calibration is not None:  # issue 22: calibrated 1-sigma (bundle.json)
+            std, poly_std = self.calibration.apply(mean, std, poly_std)
         return Prediction(
             mean=mean,
             std=std,
@@ -258,6 +270,8 @@ class DielectricModel:
             born_charges=born,
             force_constants=fcs,
             born_charge_members=born_members,
+            ensemble_std=raw_std,
+            members=every,
         )
 
     def _physics(self, crystals, good, members, progress):
