@@ -85,7 +85,7 @@ def test_lo_frequencies_match_phonopys_nac(zno, dft_born):
     reciprocal = zno.lattice.reciprocal_lattice.matrix  # rows
     for frac in ([0, 0, 1], [1, 0, 0]):
         nac.run_qpoints([[0, 0, 0]], nac_q_direction=frac)
-        ref = np.sort(nac.get_qpoints_dict()["frequencies"][0] * THZ_TO_CM1)[3:]  # optical
+        ref = np.sort(nac.qpoints.frequencies[0] * THZ_TO_CM1)[3:]  # optical
         q = np.asarray(frac, float) @ reciprocal
         lo = lo_frequencies(osc, eps_dft, q)
         assert len(lo) >= 1 and all(np.abs(ref - w).min() < 0.01 for w in lo)
