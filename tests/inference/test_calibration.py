@@ -118,3 +118,17 @@ def test_predict_return_std_is_the_calibrated_sigma():
     expected = detailed.ensemble_std["total"][0] * 3.0 * (max(poly, 0.01) / 10.0) ** 0.5
     np.testing.assert_allclose(std[0], expected, rtol=1e-5)
     assert detailed.members["total"].shape == (1, model.ensemble_size("total"), 3, 3)
+
+
+def test_a_damaged_calibration_is_a_bundle_error(tmp_path):
+    import json
+
+    from dtnn_jax.inference import BundleError, load_bundle, save_bundle
+    from tests.properties.tiny_model import tiny_model
+
+    path = save_bundle(tiny_model().bundle, tmp_path / "b")
+    meta = json.loads((path / "bundle.json").read_text())
+    meta["calibration"] = {"targets": {"total": {"log_scale": 1.0}}}
+    (path / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="calibration: unreadable"):
+        load_bundle(path)
