@@ -56,7 +56,8 @@ class Prediction:
     Attributes:
         mean: target -> [n, 3, 3] ensemble-mean tensor.
         std: target -> [n, 3, 3] ensemble standard deviation per component (population
-            std over members; 0 for a single-member ensemble).
+            std over members; 0 for a single-member ensemble); the calibrated 1-sigma when
+            the bundle carries a calibration (`dtnn_jax.inference.calibration`).
         eps_poly_std: target -> [n] ensemble standard deviation of eps_poly = tr/3.
         errors: [n] None, or the reason the input could not be predicted.
         sources: [n] a name for each crystal (file path or ``#index (formula)``).
@@ -411,7 +412,8 @@ def predict(
         structures: pymatgen Structures, ASE Atoms or structure file paths (CIF, POSCAR,
             extxyz, pymatgen JSON), or a single one of them.
         target: "electronic", "ionic", "total", or "all" (a dict over the three).
-        return_std: also return the ensemble standard deviation per component.
+        return_std: also return the ensemble standard deviation per component (the
+            calibrated 1-sigma when the bundle carries a calibration).
         model: a `DielectricModel`, a bundle name or a bundle directory (default: shipped).
         errors: "raise" (default): any bad input raises one `StructureInputError` naming
             every bad input and why; "nan": bad inputs get NaN rows and a warning.
