@@ -2,7 +2,7 @@
 
 For each crystal of the Kyoto phonon database (2018-04-17, read with phonopy straight from the
 WMD-group/phononDB mirror's ``phonon_db_tarred/*.tar.lzma``) that is not in the Petousis
-training set and has a BORN file:
+training set and has a BORN file and more than one atom in phonopy's primitive cell:
 
 * DFT: K at Gamma from FORCE_SETS (phonopy, force constants symmetrised), Z* and eps_inf from
   BORN; ours: the default physics model on phonopy's primitive cell (the potential's K, the
@@ -126,7 +126,7 @@ def to_pymatgen(cell):
     return Structure(cell.cell, cell.symbols, cell.scaled_positions)
 
 
-def compare(d: Path, model, tmp: Path) -> dict:
+def compare(d: Path, model, tmp: Path) -> dict | None:
     from dtnn_jax.physics import gamma_phonons
     from dtnn_jax.physics.born_file import write_born_file
     from dtnn_jax.physics.spectra import nonanalytic_force_constants, oscillators, static_dielectric
@@ -134,6 +134,8 @@ def compare(d: Path, model, tmp: Path) -> dict:
 
     ph = dft_crystal(d)
     structure = to_pymatgen(ph.primitive)
+    if len(structure) == 1:  # no optical mode: nothing to compare
+        return None
     masses = ph.primitive.masses
     k_dft = gamma_k(ph)
     z_dft, eps_dft = ph.nac_params["born"], ph.nac_params["dielectric"]
@@ -247,9 +249,12 @@ def main() -> None:
             if d is None:
                 continue
             try:
-                rows.append(compare(d, model, Path(tmp)))
+                row = compare(d, model, Path(tmp))
             except Exception as err:  # a crystal the pipeline refuses: reported, not hidden
-                rows.append({"id": d.name, "error": f"{type(err).__name__}: {err}"})
+                row = {"id": d.name, "error": f"{type(err).__name__}: {err}"}
+            if row is None:
+                continue
+            rows.append(row)
             print(json.dumps(rows[-1]), flush=True)
     data = {
         "crystals": rows,
