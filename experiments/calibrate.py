@@ -107,17 +107,21 @@ def main(argv=None) -> dict:
     )
     model = DielectricModel(fit_bundle)
     records = labelled_records(fit_bundle, args.data)
+    for t in model.targets:  # before any prediction: can these members calibrate at all?
+        splits = member_splits(fit_bundle, t, len(records))
+        probe = held_out_ensembles(np.zeros((len(records), len(splits), 3, 3)), splits)
+        if len(probe.fit) == 0:
+            raise SystemExit(
+                f"{t}: no crystal is held out for validation by 2 or more members of "
+                f"{fit_bundle.name} (a --folds bundle?): fit on a dtnn train --seeds run of the "
+                "same settings with --from RUN_DIR"
+            )
     members = predict_members(model, records, args.cache)
     report = {"fit_bundle": fit_bundle.name, "targets": {}}
     fits = {}
     for t, pred in members.items():
         true = np.stack([np.asarray(r.target(t), np.float64) for r in records])
         held = held_out_ensembles(pred, member_splits(fit_bundle, t, len(records)))
-        if len(held.fit) == 0:
-            raise SystemExit(
-                f"{t}: no crystal is held out for validation by 2 or more members (a --folds "
-                "bundle?): fit on a dtnn train --seeds run of the same settings with --from"
-            )
         cal = fit_target(
             held.mean,
             held.std,
