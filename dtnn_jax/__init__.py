@@ -6,6 +6,8 @@ The public API (implementation modules live behind it):
 * `train_and_evaluate` — train and test the DTNN readout on a dataset.
 * `load_model`, `predict` — the shipped pretrained models.
 * `data` — the shipped dataset, splits, user-data loaders.
+* `infrared_dielectric`, `infrared_spectra` (`spectra`) — eps(w), reflectivity, LO modes.
+* `write_phonopy_born` — predicted eps_inf and Z* as phonopy's BORN (LO-TO splitting input).
 
 Names resolve lazily, so ``import dtnn_jax`` does not start JAX. It does set
 ``TF_CPP_MIN_LOG_LEVEL=3`` unless the user set it: with the persistent compilation cache on,
@@ -31,6 +33,10 @@ _LAZY = {
     "predict": "dtnn_jax.inference",
     "data": "dtnn_jax.data",
     "config": "dtnn_jax.config",
+    "infrared_dielectric": "dtnn_jax.spectra",
+    "infrared_spectra": "dtnn_jax.spectra",
+    "spectra": "dtnn_jax.spectra",
+    "write_phonopy_born": "dtnn_jax.physics.born_file",
 }
 
 __all__ = ["__version__", *_LAZY]

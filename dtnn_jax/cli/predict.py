@@ -66,6 +66,29 @@ def register(subparsers) -> None:
         help="with a physics model: the Gamma-point frequencies (cm^-1) with each mode's IR "
         "activity and its part of eps_ion (table and JSON)",
     )
+    # issue 22: the infrared spectrum and phonopy BORN files (physics model)
+    p.add_argument(
+        "--spectrum",
+        metavar="DIR",
+        default=None,
+        help="with a physics model: write the infrared dielectric function per crystal to DIR "
+        "(<id>.csv: w in cm^-1, eps' and eps'' and reflectivity R and absorption along each "
+        "principal axis; <id>.json: axes, TO and LO modes; <id>.png: eps'', R, mode sticks)",
+    )
+    p.add_argument(
+        "--damping",
+        metavar="CM1",
+        type=float,
+        default=None,
+        help="damping gamma of every mode in the spectrum (cm^-1; default 4)",
+    )
+    p.add_argument(
+        "--born-file",
+        metavar="DIR",
+        default=None,
+        help="with a physics model: write phonopy's non-analytic-correction input "
+        "DIR/<id>/BORN (predicted eps_inf and Z*, symmetrised, independent atoms)",
+    )
     p.add_argument(
         "--inversion-average",
         action="store_true",
@@ -172,6 +195,14 @@ def format_table(records: list[dict], model_name: str, ensemble_size: int | None
             out.append(f"  WARNING: {rec['warning']}")
         if rec["refractive_index"] is not None:
             out.append(f"  refractive index (electronic): {rec['refractive_index']:.4f}")
+        if rec.get("optics") and rec["optics"]["optic_class"]:
+            o = rec["optics"]
+            sign = f" {o['optic_sign']}" if o["optic_sign"] else ""
+            out.append(
+                "  principal refractive indices "
+                + " ".join(f"{x:.4f}" for x in o["refractive_indices"])
+                + f"  birefringence {o['birefringence']:.4f}  {o['optic_class']}{sign}"
+            )
         for t, v in rec["targets"].items():
             aniso = "n/a" if v["anisotropy"] is None else f"{v['anisotropy']:.3f}"
             eig = " ".join(f"{x:.3f}" for x in v["eigenvalues"])
@@ -217,7 +248,8 @@ def format_csv(records: list[dict], targets) -> str:
     head = ["source", "id", "formula", "error", "warning", "refractive_index"]
     if any("n_unstable_modes" in rec for rec in records):  # a physics model
         head += ["n_unstable_modes", "lowest_frequency_cm1"]
-    columns = list(head)
+    optics = ["n_1", "n_2", "n_3", "birefringence", "optic_class", "optic_sign"]
+    columns = head + optics
     for t in targets:
         columns += [f"{t}_{c}" for c in _COMPONENTS]
         columns += [f"{t}_std_{c}" for c in _COMPONENTS]
@@ -228,6 +260,10 @@ def format_csv(records: list[dict], targets) -> str:
     writer.writerow(columns)
     for rec in records:
         row = {k: rec.get(k) for k in head}
+        if rec.get("optics"):
+            o = rec["optics"]
+            row |= dict(zip(optics[:3], o["refractive_indices"], strict=True))
+            row |= {k: o[k] for k in optics[3:]}
         for t, v in rec["targets"].items():
             flat = [x for r in v["tensor"] for x in r]
             flat_std = [x for r in v["std"] for x in r]
@@ -285,6 +321,7 @@ def run(args: argparse.Namespace) -> int:
             f"--phonons needs a physics model (Born charges x force constants); {model.name} "
             "reads eps off the features (train one with dtnn train --physics)"
         )
+    spectrum_dir, born_dir = _physics_outputs(args, model)
     mine = inputs
     if group.count > 1:  # each process its round-robin shard; process 0 merges
         from dtnn_jax.inputs import input_item
@@ -300,6 +337,8 @@ def run(args: argparse.Namespace) -> int:
         max_atoms=args.max_atoms,
         allow_isolated=args.allow_isolated,
     )
+    prepare = {"max_atoms": args.max_atoms, "allow_isolated": args.allow_isolated}
+    write_physics_outputs(model, mine, spectrum_dir, born_dir, args.damping, prepare)
     if group.count > 1:
         meta = {**identity, "model": model.name}
         shards.write_shard(shard_dir, "predict", group.index, group.count, meta, records)
@@ -329,3 +368,43 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"dtnn predict: {len(failed)} of {len(records)} inputs failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _physics_outputs(args, model):
+    """The --spectrum and --born-file directories, checked (and created) before the work."""
+    from dtnn_jax.cli.common import CommandError, writable_dir
+
+    wanted = [f for f, v in (("--spectrum", args.spectrum), ("--born-file", args.born_file)) if v]
+    if wanted and not model.physics_targets:
+        raise CommandError(
+            f"{' and '.join(wanted)} need(s) a physics model (Born charges x force constants); "
+            f"{model.name} reads eps off the features (train one with dtnn train --physics)"
+        )
+    if args.damping is not None and not args.damping >= 0:
+        raise CommandError(f"--damping must be >= 0 cm^-1, got {args.damping}")
+    spectrum = writable_dir(args.spectrum, "--spectrum") if args.spectrum else None
+    born = writable_dir(args.born_file, "--born-file") if args.born_file else None
+    return spectrum, born
+
+
+def write_physics_outputs(model, inputs, spectrum_dir, born_dir, damping, prepare) -> None:
+    """--spectrum and --born-file: the files of every crystal that can be predicted (the
+    failed ones get their error record from the main prediction); notes to stderr."""
+    import warnings
+
+    if spectrum_dir is None and born_dir is None:
+        return
+    from dtnn_jax.physics.spectra import DEFAULT_DAMPING_CM1
+    from dtnn_jax.spectra import safe_name, write_spectra
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if spectrum_dir is not None:
+            gamma = DEFAULT_DAMPING_CM1 if damping is None else damping
+            write_spectra(model, inputs, spectrum_dir, gamma, **prepare)
+        if born_dir is not None:
+            from dtnn_jax.physics.born_file import write_born_files
+
+            write_born_files(model, inputs, born_dir, name=safe_name, **prepare)
+    for w in caught:
+        print(f"dtnn predict: note: {w.message}", file=sys.stderr)

@@ -4,7 +4,8 @@ A bundle is a directory with
 
 * ``bundle.json``: format version, name, description, licence, versions (dtnn-jax, encoder
   weights sha256), training-data hash, and per target: the experiment config, and for each
-  ensemble member its target scaler, seed and test metrics;
+  ensemble member its target scaler, seed and test metrics; optionally ``calibration``, the
+  fitted uncertainty calibration (`dtnn_jax.inference.calibration`);
 * ``params.npz``: every member's readout parameters, keys ``"<target>/<member>/<path>"``.
 
 The encoder weights are not in the bundle (they ship once, in ``dtnn_jax/weights``); the
@@ -228,6 +229,13 @@ def _schema_problems(meta: dict) -> list[str]:
             "encoder_sha256: missing; without the encoder's identity the readouts could be "
             "applied to features they were not trained on (re-export the bundle)"
         )
+    if meta.get("calibration"):  # issue 22: the fitted uncertainty calibration
+        from dtnn_jax.inference.calibration import Calibration
+
+        try:
+            Calibration.from_metadata(meta)
+        except (TypeError, KeyError, AttributeError) as err:
+            problems.append(f"calibration: unreadable ({err}); refit with experiments/calibrate.py")
     targets = meta.get("targets")
     if not isinstance(targets, dict) or not targets:
         return [*problems, "targets: missing or empty (the bundle holds no trained target)"]

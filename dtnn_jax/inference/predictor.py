@@ -56,7 +56,8 @@ class Prediction:
     Attributes:
         mean: target -> [n, 3, 3] ensemble-mean tensor.
         std: target -> [n, 3, 3] ensemble standard deviation per component (population
-            std over members; 0 for a single-member ensemble).
+            std over members; 0 for a single-member ensemble); the calibrated 1-sigma when
+            the bundle carries a calibration (`dtnn_jax.inference.calibration`).
         eps_poly_std: target -> [n] ensemble standard deviation of eps_poly = tr/3.
         errors: [n] None, or the reason the input could not be predicted.
         sources: [n] a name for each crystal (file path or ``#index (formula)``).
@@ -80,6 +81,13 @@ class Prediction:
     warnings: list[str | None] = dataclasses.field(default_factory=list)
     born_charges: list[np.ndarray | None] = dataclasses.field(default_factory=list)
     force_constants: list[Any] = dataclasses.field(default_factory=list)
+    # [n] with a physics ionic model: each member's Born charges [n_members, n_atoms, 3, 3]
+    # (what `dtnn_jax.spectra` averages the mode strengths over), None for failed inputs
+    born_charge_members: list[np.ndarray | None] = dataclasses.field(default_factory=list)
+    # target -> [n, n_members, 3, 3] every member's tensor (NaN rows for failed inputs): what
+    # `dtnn_jax.inference.calibration` fits on; ``std`` is calibrated when the bundle is
+    ensemble_std: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    members: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> np.ndarray:
@@ -132,6 +140,9 @@ class DielectricModel:
             t: TargetScaler.stack([m.scaler for m in tm.members])
             for t, tm in bundle.targets.items()
         }
+        from dtnn_jax.inference.calibration import Calibration
+
+        self.calibration = Calibration.from_metadata(bundle.metadata)
 
     @property
     def name(self) -> str:
@@ -228,9 +239,9 @@ class DielectricModel:
                         members[t][k] = res[t][:, offsets[j] : offsets[j + 1]]
                     else:
                         members[t][k] = res[t][:, j]
-        born, fcs = [], []
+        born, fcs, born_members = [], [], []
         if self.physics_targets:
-            born, fcs = self._physics(crystals, good, members, progress)
+            born, fcs, born_members = self._physics(crystals, good, members, progress)
         mean = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
         std = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
         poly_std = {t: np.full(n, np.nan, np.float32) for t in self.targets}
@@ -238,12 +249,17 @@ class DielectricModel:
             members["total"] = [
                 e + i for e, i in zip(members["electronic"], members["ionic"], strict=True)
             ]
+        every = {t: np.full((n, self.ensemble_size(t), 3, 3), np.nan) for t in self.targets}
         for t in self.targets:
             for k, row in enumerate(good):
                 eps = np.asarray(members[t][k], np.float64)  # [n_members, 3, 3]
+                every[t][row] = eps
                 mean[t][row] = eps.mean(0)
                 std[t][row] = eps.std(0)
                 poly_std[t][row] = (np.trace(eps, axis1=-2, axis2=-1) / 3.0).std()
+        raw_std = {t: v.copy() for t, v in std.items()}
+        if self.calibration is not None:  # issue 22: calibrated 1-sigma (bundle.json)
+            std, poly_std = self.calibration.apply(mean, std, poly_std)
         return Prediction(
             mean=mean,
             std=std,
@@ -254,13 +270,17 @@ class DielectricModel:
             warnings=[c.warning for c in crystals],
             born_charges=born,
             force_constants=fcs,
+            born_charge_members=born_members,
+            ensemble_std=raw_std,
+            members=every,
         )
 
     def _physics(self, crystals, good, members, progress):
         """eps_ion of the physics targets, member by member, from the members' Born charges
         (in ``members``, replaced by eps in place) and each crystal's K; float64 on the host.
 
-        Returns the per-crystal ensemble-mean Born charges and force constants.
+        Returns the per-crystal ensemble-mean Born charges, force constants and the members'
+        Born charges.
         """
         from dtnn_jax.physics.dielectric import IONIC_PREFACTOR_EV_ANGSTROM
         from dtnn_jax.physics.force_constants import force_constants
@@ -269,6 +289,7 @@ class DielectricModel:
         fcs = force_constants(structures, self.encoder, progress=progress) if good else []
         born: list = [None] * len(crystals)
         k_list: list = [None] * len(crystals)
+        born_members: list = [None] * len(crystals)
         for t in self.physics_targets:
             physics = self.bundle.targets[t].config.physics
             for k, (row, fc) in enumerate(zip(good, fcs, strict=True)):
@@ -278,8 +299,9 @@ class DielectricModel:
                 eps = np.einsum("mia,ij,mjb->mab", zs, kinv, zs)  # [M, 3, 3]
                 members[t][k] = IONIC_PREFACTOR_EV_ANGSTROM / crystals[row].structure.volume * eps
                 born[row] = z.mean(0).astype(np.float32)
+                born_members[row] = z
                 k_list[row] = fc
-        return born, k_list
+        return born, k_list, born_members
 
     def predict_detailed(
         self,
@@ -398,7 +420,8 @@ def predict(
         structures: pymatgen Structures, ASE Atoms or structure file paths (CIF, POSCAR,
             extxyz, pymatgen JSON), or a single one of them.
         target: "electronic", "ionic", "total", or "all" (a dict over the three).
-        return_std: also return the ensemble standard deviation per component.
+        return_std: also return the ensemble standard deviation per component (the
+            calibrated 1-sigma when the bundle carries a calibration).
         model: a `DielectricModel`, a bundle name or a bundle directory (default: shipped).
         errors: "raise" (default): any bad input raises one `StructureInputError` naming
             every bad input and why; "nan": bad inputs get NaN rows and a warning.

@@ -111,6 +111,10 @@ class CrystalPrediction:
             extra["lowest_frequency_cm1"] = _finite_or_none(self.lowest_frequency_cm1)
         if self.phonons is not None:
             extra["phonons"] = phonon_modes(self.phonons)
+        if "electronic" in self.targets:  # issue 22: optical constants of eps_inf
+            from dtnn_jax.optics import optical_constants
+
+            extra["optics"] = optical_constants(self.targets["electronic"].tensor).record(0)
         return extra | {
             "source": self.source,
             "id": self.id,

@@ -181,6 +181,8 @@ CASES = [
     ("bundle: array dropped", ["predict", "{good}", "--model", "{array_dropped}"], 2, r"member 0: missing array", None),
     ("bundle: wrong shape", ["predict", "{good}", "--model", "{wrong_shape}"], 2, r"has shape \(3, 3, 3\), the readout config needs", None),
     ("predict: --phonons needs physics", ["predict", "{good}", "--model", "{good_bundle}", "--phonons"], 2, r"--phonons needs a physics model", None),
+    ("predict: --spectrum needs physics", ["predict", "{good}", "--model", "{good_bundle}", "--spectrum", "{tmp}/ir"], 2, r"--spectrum need\(s\) a physics model", None),
+    ("predict: --born-file needs physics", ["predict", "{good}", "--model", "{good_bundle}", "--born-file", "{tmp}/nac"], 2, r"--born-file need\(s\) a physics model", None),
     # --- screen
     ("screen: empty pool directory", ["screen", "{empty_dir}", "--model", "{good_bundle}", "--out", "{tmp}/s"], 2, r"holds no structure files; nothing to screen", None),
     ("screen: band gaps with a BOM", ["screen", "{pool}", "--model", "{good_bundle}", "--band-gaps", "{gaps_bom}", "--out", "{tmp}/s", "--no-progress"], 0, None, r"ranked by FOM"),
