@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import e3nn_jax as e3nn
 import flax.struct
 import jax
 import jraph
+import numpy as np
 
 from dtnn_jax.graph.batching import BatchBudget
 
@@ -42,11 +44,47 @@ def weights_files(name_or_path: str | Path, converter: str) -> tuple[Path, Path]
     return files
 
 
+def read_converted(name_or_path: str | Path, converter: str, config_class) -> tuple[dict, Any]:
+    """The named arrays of a converted weight file and its architecture config.
+
+    Returns:
+        (state, config): ``<name>.npz``'s arrays by name (numpy) and
+        ``config_class.from_json(<name>.json)``.
+    """
+    npz, js = weights_files(name_or_path, converter)
+    config = config_class.from_json(js)
+    with np.load(npz) as data:
+        state = {k: data[k] for k in data.files}
+    return state, config
+
+
 class SpeciesTable:
-    """Element bookkeeping shared by the encoder configs (``species_z``, ``model_name``)."""
+    """What the encoder configs share: element bookkeeping (``species_z``, ``model_name``)
+    and reading the json a converter (``experiments/convert_*.py``) writes."""
 
     species_z: tuple[int, ...]
     model_name: str
+    json_error = ValueError  # what a malformed weight json raises
+
+    @classmethod
+    def fields_from_architecture(cls, arch: dict, path: str | Path) -> dict:
+        """The config's architecture fields from the json's ``architecture`` block."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls, path: str | Path):
+        """Reads a converter json: its ``architecture`` block and the provenance
+        (``model_name``, ``source_sha256``)."""
+        meta = json.loads(Path(path).read_text())
+        try:
+            arch = meta["architecture"]
+            return cls(
+                **cls.fields_from_architecture(arch, path),
+                model_name=str(arch.get("model_name") or Path(path).stem),
+                source_sha256=str(meta.get("source_sha256", "")),
+            )
+        except KeyError as err:
+            raise cls.json_error(f"{path}: missing key {err} in the {cls.__name__} json") from err
 
     def z_to_index_table(self) -> tuple[int, ...]:
         """Species index of each atomic number 0..max(Z); -1 where the model has none."""
