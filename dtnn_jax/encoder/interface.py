@@ -18,10 +18,12 @@ from typing import Any
 import e3nn_jax as e3nn
 import flax.struct
 import jax
+import jax.numpy as jnp
 import jraph
 import numpy as np
 
 from dtnn_jax.graph.batching import BatchBudget
+from dtnn_jax.graph.geometry import crystal_sum, node_mask
 
 # The converted weights of every shipped encoder: <name>.npz + <name>.json (+ licences).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -133,6 +135,15 @@ class EncoderOutput:
     edge_sh: e3nn.IrrepsArray
     edge_vectors: jax.Array
     edge_lengths: jax.Array
+
+    @classmethod
+    def from_atomic_energies(cls, atomic, graph: jraph.GraphsTuple, features, **edges):
+        """A forward pass's output from its [n_node] atomic energies (padding nodes are set
+        to 0 here and each crystal's energy summed), its layer features and the edge
+        quantities (``edge_radial``, ``edge_sh``, ``edge_vectors``, ``edge_lengths``)."""
+        atomic = jnp.where(node_mask(graph), atomic, 0.0)  # [n_node]
+        energy = crystal_sum(atomic, graph)  # [n_graph]
+        return cls(energy=energy, node_energies=atomic, node_features=tuple(features), **edges)
 
 
 class FrozenEncoder(abc.ABC):

@@ -48,7 +48,6 @@ from dtnn_jax.encoder.nequix_weights import (
 )
 from dtnn_jax.graph import BatchBudget
 from dtnn_jax.graph.geometry import (
-    crystal_sum,
     edge_mask,
     edge_vectors,
     node_mask,
@@ -288,17 +287,8 @@ def nequix_forward(
     scaled = (x["0e"][:, :, 0] @ readout)[:, 0] * (1.0 / readout.shape[0]) ** 0.5  # [n_node]
     atomic = scaled * config.energy_scale + config.energy_shift_ev
     atomic = atomic + params["atom_energies"][species]  # [n_node]
-    atomic = jnp.where(real_node, atomic, 0.0)
-    energy = crystal_sum(atomic, graph)  # [n_graph]
-    return EncoderOutput(
-        energy=energy,
-        node_energies=atomic,
-        node_features=tuple(features),
-        edge_radial=basis,
-        edge_sh=sh,
-        edge_vectors=vectors,
-        edge_lengths=lengths,
-    )
+    edges = {"edge_radial": basis, "edge_sh": sh, "edge_vectors": vectors, "edge_lengths": lengths}
+    return EncoderOutput.from_atomic_energies(atomic, graph, features, **edges)
 
 
 # Edge-packed batches, as SevenNet's but for ~1.75x the edges at the 6 A cutoff (~47 per
