@@ -15,10 +15,38 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-# Tests run on CPU in float32; the persistent cache makes re-runs compile nothing.
+# Tests run on CPU in float32; the persistent cache makes re-runs compile nothing. The test
+# session's processes share it: the pytest-xdist workers (pyproject's addopts) and the
+# subprocesses some tests start (they inherit this environment). JAX writes an entry in
+# place, so two processes filling one directory at once could leave a torn entry behind; a
+# size limit switches on JAX's LRU cache, which takes a file lock around every read and
+# write (the `filelock` package, a test dependency). The limit is far above what the suite
+# writes (about 1 GB), so nothing is evicted.
 _CACHE = Path(os.environ.get("DTNN_JAX_TEST_CACHE", Path(__file__).parent.parent / ".jax_cache"))
+try:
+    import filelock  # noqa: F401
+
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(16 << 30))  # subprocesses too
+    jax.config.update(
+        "jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"])
+    )
+except ImportError:  # one unlocked directory per worker instead
+    _CACHE = _CACHE / os.environ.get("PYTEST_XDIST_WORKER", "main")
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Work units of ``--dist loadgroup``: the tests marked ``serial`` (they start their own
+    processes: CLI runs, two JAX processes, a 2-device run) form one unit, so they run one at
+    a time on one worker; every other test goes with its module, so a worker compiles a
+    module's functions once."""
+    for item in items:
+        if item.get_closest_marker("serial"):
+            item.add_marker(pytest.mark.xdist_group("serial"))
+        elif not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture
