@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-import importlib
+from dtnn_jax.lazy import lazy_attributes
 
 # Names resolve lazily: importing one submodule (``dtnn_jax.training.synthetic``, as a
 # bundle's shape check does on the prediction path) does not load Orbax and Optax.
@@ -30,12 +30,7 @@ _LAZY = {
 __all__ = sorted(_LAZY, key=str.lower)
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'dtnn_jax.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:
