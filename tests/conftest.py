@@ -36,17 +36,35 @@ jax.config.update("jax_compilation_cache_dir", str(_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Work units of ``--dist loadgroup``: the tests marked ``serial`` (they start their own
-    processes: CLI runs, two JAX processes, a 2-device run) form one unit, so they run one at
-    a time on one worker; every other test goes with its module, so a worker compiles a
-    module's functions once."""
-    for item in items:
-        if item.get_closest_marker("serial"):
-            item.add_marker(pytest.mark.xdist_group("serial"))
-        elif not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+def _is_serial(module: str) -> bool:
+    """Whether the test module at ``module`` (relative to the rootdir) is marked serial."""
+    text = _SERIAL_CACHE.get(module)
+    if text is None:
+        path = Path(__file__).parent.parent / module
+        text = _SERIAL_CACHE[module] = path.read_text() if path.is_file() else ""
+    return "pytestmark = pytest.mark.serial" in text
+
+
+_SERIAL_CACHE: dict[str, str] = {}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's work units: a test module each (a worker compiles a module's functions
+    once), and one unit for all the modules marked ``serial`` (they start their own processes:
+    CLI runs, two JAX processes, a 2-device run), so those run one at a time on one worker.
+
+    (``xdist_group`` markers would say the same, but pytest 9.2 ignores the node ids
+    pytest-xdist 3.8 rewrites for them, so ``--dist loadgroup`` degrades to ``load``.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "serial" if _is_serial(module) else module
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture
