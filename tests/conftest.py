@@ -51,8 +51,9 @@ _SERIAL_CACHE: dict[str, str] = {}
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """pytest-xdist's work units: a test module each (a worker compiles a module's functions
-    once), and one unit for all the modules marked ``serial`` (they start their own processes:
-    CLI runs, two JAX processes, a 2-device run), so those run one at a time on one worker.
+    once), and one unit for all the modules marked ``serial`` (they start several JAX
+    processes that talk to each other, or a 2-device one), so those run one at a time on
+    one worker.
 
     (``xdist_group`` markers would say the same, but pytest 9.2 ignores the node ids
     pytest-xdist 3.8 rewrites for them, so ``--dist loadgroup`` degrades to ``load``.)

@@ -19,7 +19,7 @@ from pymatgen.core import Lattice, Structure
 
 from dtnn_jax.encoder.features import featurize
 
-pytestmark = pytest.mark.serial  # starts its own processes (tests/conftest.py)
+pytestmark = pytest.mark.serial  # several JAX processes or devices (tests/conftest.py)
 TWO_DEVICE_SCRIPT = textwrap.dedent(
     """
     import json, sys

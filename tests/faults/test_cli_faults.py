@@ -25,7 +25,6 @@ from pymatgen.core import Lattice, Structure
 from dtnn_jax.inference import save_bundle
 from tests.properties.tiny_model import tiny_bundle
 
-pytestmark = pytest.mark.serial  # starts its own processes (tests/conftest.py)
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = os.environ.get("DTNN_JAX_TEST_CACHE", str(ROOT / ".jax_cache"))
 

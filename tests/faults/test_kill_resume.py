@@ -19,14 +19,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import pytest
 from flax import traverse_util
 
 from dtnn_jax.config import ExperimentConfig
 from dtnn_jax.training import Checkpointer, fit
 from dtnn_jax.training.synthetic import synthetic_graphs
 
-pytestmark = pytest.mark.serial  # starts its own processes (tests/conftest.py)
 ROOT = Path(__file__).resolve().parents[2]
 # the subprocess shares the test session's persistent compilation cache (see conftest.py)
 CACHE = os.environ.get("DTNN_JAX_TEST_CACHE", str(ROOT / ".jax_cache"))
