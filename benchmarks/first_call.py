@@ -76,7 +76,7 @@ def _import_breakdown(cif: Path, cache: str) -> tuple[dict[str, float], list[str
         top = name.strip().split(".")[0]
         if name.strip() == top:  # the top-level import carries its whole subtree
             totals[top] = max(totals.get(top, 0.0), int(cumulative) / 1e6)
-    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:10]), sorted(physics)
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:10]), sorted(set(physics))
 
 
 def main() -> None:
