@@ -1,6 +1,6 @@
 """Wall time of ``dtnn predict one.cif`` in a fresh process: first call, then warm cache.
 
-    python benchmarks/first_call.py [--repeats 5] [--baseline REV]
+    python benchmarks/first_call.py [--repeats 5] [--baseline REV] [--target electronic]
 
 Each measurement is a new Python process (``python -m dtnn_jax.cli predict one.cif``) with
 the shipped model. "cold" runs with an empty persistent compilation cache (the first call
@@ -9,7 +9,8 @@ switched off (every call compiles, as before the cache existed). With ``--baseli
 same command of an older checkout (a git worktree of REV, put first on ``PYTHONPATH``) is
 timed in alternation, as "today" before this change. Also records where a warm call's time
 goes (imports, model loading, the prediction) from ``-X importtime`` and the command's own
-timings. Writes ``benchmarks/results/first_call.json`` and ``.md``.
+timings, and which modules of the physics path (``dtnn_jax.physics``) it imported. Writes
+``benchmarks/results/first_call.json`` and ``.md`` (``--out`` names others).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _one_cif(directory: Path) -> Path:
     return path
 
 
-MODEL: list[str] = []  # ["--model", NAME] when --model is given
+MODEL: list[str] = []  # ["--model", NAME] and ["--target", T] when given
 
 
 def _run(cif: Path, cache: str, pythonpath: str | None = None, extra=()) -> tuple[float, str]:
@@ -58,20 +59,24 @@ def _run(cif: Path, cache: str, pythonpath: str | None = None, extra=()) -> tupl
     return seconds, proc.stderr
 
 
-def _import_breakdown(cif: Path, cache: str) -> dict[str, float]:
-    """Cumulative import time (s) of the heaviest top-level packages in a warm call."""
+def _import_breakdown(cif: Path, cache: str) -> tuple[dict[str, float], list[str]]:
+    """Cumulative import time (s) of the heaviest top-level packages in a warm call, and the
+    modules of ``dtnn_jax.physics`` it imported."""
     _, err = _run(cif, cache, extra=("-X", "importtime"))
     totals: dict[str, float] = {}
+    physics = []
     for line in err.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
         _, cumulative, name = (x.strip() for x in line.split(":", 1)[1].split("|"))
         if not cumulative.isdigit():
             continue
+        if name.startswith("dtnn_jax.physics"):
+            physics.append(name)
         top = name.strip().split(".")[0]
         if name.strip() == top:  # the top-level import carries its whole subtree
             totals[top] = max(totals.get(top, 0.0), int(cumulative) / 1e6)
-    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:10])
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:10]), sorted(set(physics))
 
 
 def main() -> None:
@@ -79,10 +84,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline", default=None, help="git revision timed as 'today'")
     parser.add_argument("--model", default=None, help="bundle (default: the shipped default)")
+    parser.add_argument("--target", default=None, help="dtnn predict --target (default: all)")
     parser.add_argument("--out", default=None, help="result name (default first_call)")
     args = parser.parse_args()
     if args.model:
         MODEL.extend(["--model", args.model])
+    if args.target:
+        MODEL.extend(["--target", args.target])
     from dtnn_jax.training.report import machine_description
 
     load_before = os.getloadavg()
@@ -110,7 +118,7 @@ def main() -> None:
                 off.append(_run(cif, "off")[0])
                 if baseline is not None:
                     today.append(_run(cif, "off", pythonpath=str(baseline))[0])
-            imports = _import_breakdown(cif, warm_cache)
+            imports, physics_modules = _import_breakdown(cif, warm_cache)
         finally:
             if baseline is not None:
                 subprocess.run(
@@ -137,6 +145,7 @@ def main() -> None:
             **({f"baseline {args.baseline}": statistics.median(today)} if today else {}),
         },
         "warm_imports_s": imports,
+        "warm_physics_modules_imported": physics_modules,
     }
     RESULTS.mkdir(exist_ok=True)
     name = args.out or "first_call"
@@ -155,6 +164,9 @@ def main() -> None:
         "",
         "Imports of a warm call (cumulative, s): "
         + ", ".join(f"{k} {v:.2f}" for k, v in imports.items()),
+        "",
+        "Modules of dtnn_jax.physics a warm call imported: "
+        + (", ".join(physics_modules) or "none"),
     ]
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

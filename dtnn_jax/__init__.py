@@ -18,8 +18,9 @@ Set ``TF_CPP_MIN_LOG_LEVEL=0`` before importing to see XLA's C++ logs again.
 
 from __future__ import annotations
 
-import importlib
 import os
+
+from dtnn_jax.lazy import lazy_attributes
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -42,10 +43,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'dtnn_jax' has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name])
-    value = module if module.__name__.endswith(name) else getattr(module, name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

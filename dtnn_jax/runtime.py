@@ -4,9 +4,12 @@ A fresh Python process compiles every jitted function again; on 2 CPU cores that
 the time of ``dtnn predict one.cif``. `enable_compilation_cache` points JAX's persistent
 compilation cache at a directory under the package cache (``~/.cache/dtnn_jax/jax`` or
 ``$DTNN_JAX_CACHE/jax``; ``$DTNN_JAX_COMPILATION_CACHE`` overrides it, ``off`` disables
-it), so the second process loads the compiled executables instead. JAX writes each entry
-to a temporary file and renames it into place, so processes may share the directory. The
-command line and `dtnn_jax.load_model` call it; a cache directory set by the user before
+it), so the second process loads the compiled executables instead. Processes may share
+the directory: JAX (0.10) writes an entry in place, and a process that reads one another is
+still writing warns and compiles again. To lock reads and writes, set a size limit
+(``JAX_COMPILATION_CACHE_MAX_SIZE``, bytes; needs the ``filelock`` package): JAX's LRU
+cache then takes a file lock, as the test suite does. The command line and
+`dtnn_jax.load_model` call it; a cache directory set by the user before
 (``jax.config.update("jax_compilation_cache_dir", ...)``) is left alone.
 """
 

@@ -54,9 +54,25 @@ def write_shard(
     index: int,
     count: int,
     meta: dict[str, Any],
-    payload: Any,
+    payload: Any = None,
+    arrays: dict[str, Any] | None = None,
 ) -> Path:
-    """Writes one shard's results (JSON: ``meta`` + ``payload``) atomically."""
+    """Writes one shard's results (JSON: ``meta`` + ``payload``) atomically.
+
+    Numeric results go in ``arrays``: they are written first, atomically, as
+    ``<kind>-I-of-N.npz`` (read back by `read_shard_arrays`), and the JSON (which
+    `read_shards` looks for) last, with ``payload`` naming the file, so a shard is visible
+    only once complete.
+    """
+    if arrays is not None:
+        import numpy as np
+
+        npz = shard_path(out_dir, kind, index, count, ".npz")
+        npz.parent.mkdir(parents=True, exist_ok=True)
+        tmp = npz.with_name(npz.name + f".tmp{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, npz)
+        payload = {"arrays": npz.name}
     path = shard_path(out_dir, kind, index, count, ".json")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -66,31 +82,8 @@ def write_shard(
     return path
 
 
-def write_array_shard(
-    out_dir: str | os.PathLike,
-    kind: str,
-    index: int,
-    count: int,
-    meta: dict[str, Any],
-    arrays: dict[str, Any],
-) -> Path:
-    """Like `write_shard` for numeric results: ``<kind>-I-of-N.npz`` then its ``.json``.
-
-    The arrays are written first and the JSON (which `read_shards` looks for) last, both
-    atomically, so a shard is visible only once complete.
-    """
-    import numpy as np
-
-    path = shard_path(out_dir, kind, index, count, ".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return write_shard(out_dir, kind, index, count, meta, {"arrays": path.name})
-
-
 def read_shard_arrays(out_dir: str | os.PathLike, record: dict) -> dict[str, Any]:
-    """The arrays of a shard read by `read_shards` (written by `write_array_shard`)."""
+    """The arrays of a shard read by `read_shards` (written by `write_shard` with ``arrays``)."""
     import numpy as np
 
     with np.load(Path(out_dir) / SHARD_DIR / record["payload"]["arrays"]) as f:

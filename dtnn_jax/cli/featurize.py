@@ -50,11 +50,17 @@ def register(subparsers) -> None:
         default="features.npz",
         help="output .npz (default features.npz; .npz added; --out: the old name)",
     )
-    p.add_argument("--shard", default=None, metavar="I/N", help="featurize only shard I of N")
-    p.add_argument("--merge", action="store_true", help="merge the shards of --out")
+    add_shard_arguments(p, "featurize only shard I of N", "merge the shards of --out")
+    p.set_defaults(func=run)
+
+
+def add_shard_arguments(p: argparse.ArgumentParser, shard_help: str, merge_help: str) -> None:
+    """The options of a command that can run in shards (featurize, screen): ``--shard I/N``,
+    ``--merge``, the input pass's and the distributed run's."""
+    p.add_argument("--shard", default=None, metavar="I/N", help=shard_help)
+    p.add_argument("--merge", action="store_true", help=merge_help)
     add_input_arguments(p)
     add_distributed_arguments(p)
-    p.set_defaults(func=run)
 
 
 def add_input_arguments(p: argparse.ArgumentParser) -> None:
@@ -147,13 +153,9 @@ def run(args: argparse.Namespace) -> int:
     if shard is None:
         return result.write(out, args.layer, encoder.name)
     index, count = shard
-    shards.write_array_shard(
-        out.parent,
-        f"featurize-{out.stem}",
-        index,
-        count,
-        {**identity, **result.meta()},
-        result.arrays(),
+    meta = {**identity, **result.meta()}
+    shards.write_shard(
+        out.parent, f"featurize-{out.stem}", index, count, meta, arrays=result.arrays()
     )
     print(f"shard {index}/{count}: {len(names)} crystals written to {out.parent}/shards/")
     if group.count == 1:

@@ -35,9 +35,8 @@ import sys
 from pathlib import Path
 
 from dtnn_jax.cli.common import plain
-from dtnn_jax.cli.featurize import add_input_arguments
+from dtnn_jax.cli.featurize import add_shard_arguments
 from dtnn_jax.constants import TARGETS
-from dtnn_jax.distributed import add_arguments as add_distributed_arguments
 
 # Default refine size per wanted candidate (see the module docstring).
 REFINE_PER_TOP = 3
@@ -96,10 +95,7 @@ def register(subparsers) -> None:
         help="rank likely metals and band-gap-proxy exclusions too (not recommended)",
     )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.add_argument("--shard", default=None, metavar="I/N", help="screen only shard I of N")
-    s.add_argument("--merge", action="store_true", help="merge the shards in --out, rank them")
-    add_input_arguments(s)
-    add_distributed_arguments(s)
+    add_shard_arguments(s, "screen only shard I of N", "merge the shards in --out, rank them")
     s.set_defaults(func=run)
 
 

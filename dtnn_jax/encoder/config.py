@@ -7,7 +7,6 @@ numbers and strings. It is read from the json written by ``experiments/convert_s
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from dtnn_jax.encoder.interface import SpeciesTable
@@ -123,39 +122,28 @@ class SevenNetConfig(SpeciesTable):
         return paths
 
     @classmethod
-    def from_json(cls, path: str | Path) -> SevenNetConfig:
-        """Reads the ``architecture`` block of a converter json."""
-        with open(path) as f:
-            meta = json.load(f)
-        try:
-            arch = meta["architecture"]
-            type_map = {int(z): int(i) for z, i in arch["type_map"].items()}
-            species_z = [0] * len(type_map)
-            for z, i in type_map.items():
-                species_z[i] = z
-            if not arch.get("normalize_sph", True):
-                raise ValueError(f"{path}: unnormalised edge spherical harmonics not supported")
-            return cls(
-                cutoff_angstrom=float(arch["cutoff_angstrom"]),
-                cutoff_on_angstrom=(
-                    None
-                    if arch["cutoff_on_angstrom"] is None
-                    else float(arch["cutoff_on_angstrom"])
-                ),
-                cutoff_function=arch.get("cutoff_function", "xplor"),
-                polynomial_cutoff_p=float(arch.get("polynomial_cutoff_p", 6.0)),
-                n_radial_basis=int(arch["n_radial_basis"]),
-                radial_hidden=tuple(int(h) for h in arch["radial_hidden"]),
-                lmax_edge=int(arch["lmax_edge"]),
-                node_irreps=tuple(arch["node_irreps"]),
-                conv_denominators=tuple(float(d) for d in arch["conv_denominators"]),
-                species_z=tuple(species_z),
-                instruction_order=arch["instruction_order"],
-                model_name=str(arch.get("model_name") or Path(path).stem),
-                source_sha256=str(meta.get("source_sha256", "")),
-            )
-        except KeyError as err:
-            raise ValueError(f"{path}: missing key {err} in the SevenNet weight json") from err
+    def fields_from_architecture(cls, arch: dict, path: str | Path) -> dict:
+        """The architecture fields of the json written by ``experiments/convert_sevennet.py``."""
+        type_map = {int(z): int(i) for z, i in arch["type_map"].items()}
+        species_z = [0] * len(type_map)
+        for z, i in type_map.items():
+            species_z[i] = z
+        if not arch.get("normalize_sph", True):
+            raise ValueError(f"{path}: unnormalised edge spherical harmonics not supported")
+        cutoff_on = arch["cutoff_on_angstrom"]
+        return {
+            "cutoff_angstrom": float(arch["cutoff_angstrom"]),
+            "cutoff_on_angstrom": None if cutoff_on is None else float(cutoff_on),
+            "cutoff_function": arch.get("cutoff_function", "xplor"),
+            "polynomial_cutoff_p": float(arch.get("polynomial_cutoff_p", 6.0)),
+            "n_radial_basis": int(arch["n_radial_basis"]),
+            "radial_hidden": tuple(int(h) for h in arch["radial_hidden"]),
+            "lmax_edge": int(arch["lmax_edge"]),
+            "node_irreps": tuple(arch["node_irreps"]),
+            "conv_denominators": tuple(float(d) for d in arch["conv_denominators"]),
+            "species_z": tuple(species_z),
+            "instruction_order": arch["instruction_order"],
+        }
 
 
 def parse_irreps(text: str) -> list[tuple[int, int]]:

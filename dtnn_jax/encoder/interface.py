@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import abc
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
 import e3nn_jax as e3nn
 import flax.struct
 import jax
+import jax.numpy as jnp
 import jraph
+import numpy as np
 
 from dtnn_jax.graph.batching import BatchBudget
+from dtnn_jax.graph.geometry import crystal_sum, node_mask
 
 # The converted weights of every shipped encoder: <name>.npz + <name>.json (+ licences).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -42,11 +46,47 @@ def weights_files(name_or_path: str | Path, converter: str) -> tuple[Path, Path]
     return files
 
 
+def read_converted(name_or_path: str | Path, converter: str, config_class) -> tuple[dict, Any]:
+    """The named arrays of a converted weight file and its architecture config.
+
+    Returns:
+        (state, config): ``<name>.npz``'s arrays by name (numpy) and
+        ``config_class.from_json(<name>.json)``.
+    """
+    npz, js = weights_files(name_or_path, converter)
+    config = config_class.from_json(js)
+    with np.load(npz) as data:
+        state = {k: data[k] for k in data.files}
+    return state, config
+
+
 class SpeciesTable:
-    """Element bookkeeping shared by the encoder configs (``species_z``, ``model_name``)."""
+    """What the encoder configs share: element bookkeeping (``species_z``, ``model_name``)
+    and reading the json a converter (``experiments/convert_*.py``) writes."""
 
     species_z: tuple[int, ...]
     model_name: str
+    json_error = ValueError  # what a malformed weight json raises
+
+    @classmethod
+    def fields_from_architecture(cls, arch: dict, path: str | Path) -> dict:
+        """The config's architecture fields from the json's ``architecture`` block."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls, path: str | Path):
+        """Reads a converter json: its ``architecture`` block and the provenance
+        (``model_name``, ``source_sha256``)."""
+        meta = json.loads(Path(path).read_text())
+        try:
+            arch = meta["architecture"]
+            return cls(
+                **cls.fields_from_architecture(arch, path),
+                model_name=str(arch.get("model_name") or Path(path).stem),
+                source_sha256=str(meta.get("source_sha256", "")),
+            )
+        except KeyError as err:
+            raise cls.json_error(f"{path}: missing key {err} in the {cls.__name__} json") from err
 
     def z_to_index_table(self) -> tuple[int, ...]:
         """Species index of each atomic number 0..max(Z); -1 where the model has none."""
@@ -95,6 +135,15 @@ class EncoderOutput:
     edge_sh: e3nn.IrrepsArray
     edge_vectors: jax.Array
     edge_lengths: jax.Array
+
+    @classmethod
+    def from_atomic_energies(cls, atomic, graph: jraph.GraphsTuple, features, **edges):
+        """A forward pass's output from its [n_node] atomic energies (padding nodes are set
+        to 0 here and each crystal's energy summed), its layer features and the edge
+        quantities (``edge_radial``, ``edge_sh``, ``edge_vectors``, ``edge_lengths``)."""
+        atomic = jnp.where(node_mask(graph), atomic, 0.0)  # [n_node]
+        energy = crystal_sum(atomic, graph)  # [n_graph]
+        return cls(energy=energy, node_energies=atomic, node_features=tuple(features), **edges)
 
 
 class FrozenEncoder(abc.ABC):

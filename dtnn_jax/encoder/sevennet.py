@@ -43,7 +43,6 @@ from dtnn_jax.encoder.interface import EncoderOutput, FrozenEncoder
 from dtnn_jax.encoder.weights import conv_layout, load_weights
 from dtnn_jax.graph import BatchBudget
 from dtnn_jax.graph.geometry import (
-    crystal_sum,
     edge_mask,
     edge_vectors,
     node_mask,
@@ -349,19 +348,16 @@ def sevennet_forward(params, graph: jraph.GraphsTuple, config: SevenNetConfig) -
         h = scalars @ hidden / math.sqrt(hidden.shape[0])
         scaled = (h @ params["readout_energy"] / math.sqrt(hidden.shape[1]))[:, 0]
         atomic = scaled * params["energy_scale"][species] + params["energy_shift"][species]
-        atomic = jnp.where(real_node, atomic, 0.0)  # [n_node]
-        energy = crystal_sum(atomic, graph)  # [n_graph]
-    return EncoderOutput(
-        energy=energy,
-        node_energies=atomic,
-        node_features=tuple(features),
-        edge_radial=radial,
-        edge_sh=e3nn.IrrepsArray(
-            e3nn.Irreps([(1, (l, 1)) for l in range(config.lmax_edge + 1)]), sh
-        ),
-        edge_vectors=vectors,
-        edge_lengths=lengths,
-    )
+        sh_irreps = e3nn.Irreps([(1, (l, 1)) for l in range(config.lmax_edge + 1)])
+        return EncoderOutput.from_atomic_energies(
+            atomic,
+            graph,
+            features,
+            edge_radial=radial,
+            edge_sh=e3nn.IrrepsArray(sh_irreps, sh),
+            edge_vectors=vectors,
+            edge_lengths=lengths,
+        )
 
 
 # Edge-packed batches: the encoder's cost is mostly per edge, so batches are filled up to an

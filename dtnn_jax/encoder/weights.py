@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dtnn_jax.encoder.config import SevenNetConfig
-from dtnn_jax.encoder.interface import weights_files
+from dtnn_jax.encoder.interface import read_converted
 
 
 class WeightsError(ValueError):
@@ -202,13 +202,6 @@ def _params_from_state(state, config):
 
 
 def load_weights(name_or_path: str | Path = "sevennet0") -> tuple[dict, SevenNetConfig]:
-    """Reads ``<name>.npz`` + ``<name>.json`` (package weights dir or a path stem).
-
-    Returns:
-        (params, config): params as a pytree of numpy float32 arrays.
-    """
-    npz, js = weights_files(name_or_path, "experiments/convert_sevennet.py")
-    config = SevenNetConfig.from_json(js)
-    with np.load(npz) as data:
-        state = {k: data[k] for k in data.files}
+    """(params as numpy float32 arrays, config) of a shipped name or a path stem."""
+    state, config = read_converted(name_or_path, "experiments/convert_sevennet.py", SevenNetConfig)
     return params_from_state(state, config), config

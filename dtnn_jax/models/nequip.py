@@ -39,7 +39,7 @@ import jraph
 
 from dtnn_jax.graph import crystal_mean
 from dtnn_jax.models.cartesian import l2_to_matrix
-from dtnn_jax.models.painn import MAX_ATOMIC_NUMBER, edge_geometry
+from dtnn_jax.models.painn import MAX_ATOMIC_NUMBER, edge_geometry, species_embedding
 from dtnn_jax.validation import check_at_least, check_positive
 
 
@@ -185,14 +185,7 @@ class NequIP(nn.Module):
         )  # [e, n_radial]
 
         species = graph.nodes["species"]  # [n]
-        # Unit variance: e3nn layers assume component-normalised inputs (NequIP's one-hot ->
-        # linear embedding gives that); Flax's default embedding std is 1/sqrt(C).
-        embed = nn.Embed(
-            cfg.max_atomic_number + 1,
-            cfg.channels,
-            embedding_init=nn.initializers.normal(1.0),
-            name="species_embed",
-        )(species)
+        embed = species_embedding(species, cfg.max_atomic_number, cfg.channels)  # [n, C]
         x = e3nn.IrrepsArray(f"{cfg.channels}x0e", embed)
         for k in range(cfg.n_layers):
             x = NequIPLayer(cfg, name=f"layer_{k}")(

@@ -124,6 +124,21 @@ def cosine_cutoff(length: jnp.ndarray, cutoff: float) -> jnp.ndarray:
     return jnp.where(length < cutoff, 0.5 * (jnp.cos(jnp.pi * length / cutoff) + 1.0), 0.0)
 
 
+def species_embedding(species: jnp.ndarray, max_atomic_number: int, width: int) -> jnp.ndarray:
+    """[n, width] learned species embeddings (the submodule "species_embed" of the caller).
+
+    Unit variance at initialisation, as torch.nn.Embedding (schnetpack's PaiNN) starts them
+    and as e3nn layers assume (component-normalised inputs, NequIP's one-hot -> linear
+    embedding); Flax's default (std 1/sqrt(width)) made every feature ~10x smaller.
+    """
+    return nn.Embed(
+        max_atomic_number + 1,
+        width,
+        embedding_init=nn.initializers.normal(1.0),
+        name="species_embed",
+    )(species)
+
+
 class ScalarMLP(nn.Module):
     """Dense -> SiLU -> Dense, PaiNN's two-layer scalar network."""
 
@@ -237,14 +252,7 @@ class PaiNN(nn.Module):
         geom = edge_geometry(graph, cfg.cutoff_angstrom)
         rbf = sine_radial_basis(geom.length, cfg.n_radial, cfg.cutoff_angstrom)  # [e, R]
 
-        # Unit-variance embeddings, as torch.nn.Embedding (schnetpack's PaiNN) starts them;
-        # Flax's default (std 1/sqrt(F)) made every feature ~10x smaller at initialisation.
-        s = nn.Embed(
-            cfg.max_atomic_number + 1,
-            cfg.features,
-            embedding_init=nn.initializers.normal(1.0),
-            name="species_embed",
-        )(species)
+        s = species_embedding(species, cfg.max_atomic_number, cfg.features)  # [n, F]
         v = jnp.zeros((n_node, 3, cfg.features), s.dtype)  # [n, 3, F]
         for k in range(cfg.n_blocks):
             s, v = PaiNNMessage(cfg, name=f"message_{k}")(s, v, graph, geom, rbf)

@@ -7,22 +7,31 @@
 * `checkpoint`: the Orbax wrapper; `experiment`: one run end to end; `report`: tables, plots.
 """
 
-from dtnn_jax.training.checkpoint import Checkpointer, CheckpointError
-from dtnn_jax.training.contract import check_graphs, targets_of, with_targets
-from dtnn_jax.training.experiment import train_and_evaluate
-from dtnn_jax.training.loop import FitResult, evaluate, fit
-from dtnn_jax.training.step import OptimizerSpec, l1_loss
+from __future__ import annotations
 
-__all__ = [
-    "CheckpointError",
-    "Checkpointer",
-    "FitResult",
-    "OptimizerSpec",
-    "check_graphs",
-    "evaluate",
-    "fit",
-    "l1_loss",
-    "targets_of",
-    "train_and_evaluate",
-    "with_targets",
-]
+from dtnn_jax.lazy import lazy_attributes
+
+# Names resolve lazily: importing one submodule (``dtnn_jax.training.synthetic``, as a
+# bundle's shape check does on the prediction path) does not load Orbax and Optax.
+_LAZY = {
+    "Checkpointer": "dtnn_jax.training.checkpoint",
+    "CheckpointError": "dtnn_jax.training.checkpoint",
+    "check_graphs": "dtnn_jax.training.contract",
+    "targets_of": "dtnn_jax.training.contract",
+    "with_targets": "dtnn_jax.training.contract",
+    "train_and_evaluate": "dtnn_jax.training.experiment",
+    "FitResult": "dtnn_jax.training.loop",
+    "evaluate": "dtnn_jax.training.loop",
+    "fit": "dtnn_jax.training.loop",
+    "OptimizerSpec": "dtnn_jax.training.step",
+    "l1_loss": "dtnn_jax.training.step",
+}
+
+__all__ = sorted(_LAZY, key=str.lower)
+
+
+__getattr__ = lazy_attributes(__name__, _LAZY)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

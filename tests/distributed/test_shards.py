@@ -67,7 +67,7 @@ def test_no_shards(tmp_path):
 
 def test_array_shard_round_trip(tmp_path):
     x = np.arange(12.0).reshape(2, 2, 3)
-    shards.write_array_shard(tmp_path, "featurize", 0, 1, {"n": 2}, {"x": x})
+    shards.write_shard(tmp_path, "featurize", 0, 1, {"n": 2}, arrays={"x": x})
     (record,) = shards.read_shards(tmp_path, "featurize", expect={"n": 2})
     np.testing.assert_array_equal(shards.read_shard_arrays(tmp_path, record)["x"], x)
 

@@ -24,6 +24,7 @@ from dtnn_jax.distributed import free_port_pair
 from dtnn_jax.inference import DEFAULT_MODEL, save_bundle
 from tests.properties.tiny_model import tiny_bundle
 
+pytestmark = pytest.mark.serial  # several JAX processes or devices (tests/conftest.py)
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = os.environ.get("DTNN_JAX_TEST_CACHE", str(ROOT / ".jax_cache"))
 TIMEOUT_S = 300

@@ -14,10 +14,12 @@ import textwrap
 
 import jax
 import numpy as np
+import pytest
 from pymatgen.core import Lattice, Structure
 
 from dtnn_jax.encoder.features import featurize
 
+pytestmark = pytest.mark.serial  # several JAX processes or devices (tests/conftest.py)
 TWO_DEVICE_SCRIPT = textwrap.dedent(
     """
     import json, sys
