@@ -109,8 +109,13 @@ def _scan(encoder: str, legacy: bool, tmp) -> dict:
         structures += [crystal(name, a_c + k * STEP) for k in (-1.5, -0.5, 0.5, 1.5)]
     a_c = shell_crossing("BaTiO3", cutoff)
     at_cutoff = crystal("BaTiO3", a_c)
-    where["cif"], where["poscar"] = len(structures), len(structures) + 1
-    structures += [io_round_trip(at_cutoff, tmp, "cif"), io_round_trip(at_cutoff, tmp, "poscar")]
+    where["cif"], where["poscar"], where["cif_4"] = range(len(structures), len(structures) + 3)
+    structures += [
+        io_round_trip(at_cutoff, tmp, "cif"),
+        io_round_trip(at_cutoff, tmp, "poscar"),
+        # a = 4 A puts the Ti-O shell at exactly 6 A (Nequix's cutoff), as in issue 23
+        io_round_trip(crystal("BaTiO3", 4.0), tmp, "cif"),
+    ]
     y = outputs(encoder, structures, legacy, str(tmp))
     return {k: y[v] for k, v in where.items()}
 
@@ -135,15 +140,19 @@ def test_cif_and_poscar_agree_and_cubic_is_isotropic(scan, encoder):
     out = scan(encoder)
     cif, poscar = out["cif"], out["poscar"]
     assert rel(cif, poscar) <= TOL
-    for y in (cif, poscar):
+    for y in (cif, poscar, out["cif_4"]):
         # isotropic: the traceless part is below TOL of the largest component
         assert anisotropy(y) <= TOL * np.max(np.abs(y))
 
 
 @pytest.mark.parametrize("encoder", list(ENCODERS))
 def test_legacy_readout_jumps(scan, encoder):
-    """The pre-issue-23 readout jumps across the cutoff: the scan can fail."""
+    """The pre-issue-23 readout jumps across the cutoff (0.01-0.23 relative per step), and on
+    Nequix's 6 A cutoff its CIF and POSCAR readings of BaTiO3 differ by 1e-2: the scan can
+    fail. (Its isotropy does not: here round-off moves whole shells, not parts of one.)"""
     out = scan(encoder, legacy=True)
+    if encoder == "nequix-oam-1-pft":
+        assert rel(out["cif"], out["poscar"]) > 10 * TOL
     jumps = [
         max(rel(y[k + 1], y[k]) for k in range(len(y) - 1)) for y in (out[n] for n in CRYSTALS)
     ]
