@@ -133,9 +133,7 @@ class ReadoutConfig:
         if self.edge_cutoff_angstrom is not None:
             check_positive(self, "edge_cutoff_angstrom")
         check_at_least(self, 0, "ionic_channels")
-        if self.ionic_channels and (
-            self.target_scaling != "none" or self.output_map != "affine"
-        ):
+        if self.ionic_channels and (self.target_scaling != "none" or self.output_map != "affine"):
             raise ValueError(
                 "ReadoutConfig.ionic_channels > 0 (the PSD ionic head) outputs eps_ion itself: "
                 "it needs target_scaling 'none' and output_map 'affine'"
