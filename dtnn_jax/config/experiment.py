@@ -130,8 +130,13 @@ class ExperimentConfig:
     def from_dict(cls, data: dict) -> ExperimentConfig:
         """Rebuilds (and re-validates) a config written by `to_dict`."""
         data = dict(data)
-        # Written before output_map existed: those models were trained with the affine map.
-        readout = {"output_map": "affine", **data.pop("readout", {})}
+        # Written before output_map existed: those models were trained with the affine map;
+        # before edge_cutoff_angstrom existed: un-enveloped bond inputs.
+        readout = {
+            "output_map": "affine",
+            "edge_cutoff_angstrom": None,
+            **data.pop("readout", {}),
+        }
         readout = ReadoutConfig(**readout)
         train = TrainConfig.from_dict(data.pop("train", {}))
         physics = data.pop("physics", None)

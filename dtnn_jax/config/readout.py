@@ -63,6 +63,17 @@ class ReadoutConfig:
             (``benchmarks/results/readout_variants.md``); with that, and because its tensors
             are always physical, it is the default. Configs saved before this setting
             existed were affine, and `ExperimentConfig.from_dict` reads them so.
+        edge_cutoff_angstrom: the cutoff of the graphs the readout reads (the encoder's):
+            every bond input (radial columns, neighbour count, unit-vector sums) is weighted
+            by a polynomial envelope that vanishes with its first two derivatives there, so
+            eps is continuous in the geometry (issue 23). None is the legacy readout, an
+            un-enveloped neighbour count, which jumps when a shell crosses the cutoff;
+            configs saved before this setting existed were legacy and
+            `ExperimentConfig.from_dict` reads them so.
+        ionic_channels: 0 gives the tensor head above; C > 0 the PSD ionic head
+            (`dtnn_jax.models.ionic.GramIonic`, C effective-charge channels): eps_ion PSD and
+            exactly 0 for a one-atom cell; it outputs eps_ion itself (target_scaling "none",
+            output_map "affine").
     """
 
     input_irreps: str = dataclasses.field(default_factory=_default_input_irreps)
@@ -77,6 +88,8 @@ class ReadoutConfig:
     avg_num_neighbors: float = 40.0
     target_scaling: TargetScaling = "standardize"
     output_map: OutputMap = "matrix_exp"
+    edge_cutoff_angstrom: float | None = 5.0
+    ionic_channels: int = 0
 
     def __post_init__(self):
         import e3nn_jax as e3nn  # here, not at import: the CLI's --help must stay fast
@@ -96,6 +109,14 @@ class ReadoutConfig:
         )
         check_at_least(self, 0, "n_blocks")
         check_positive(self, "avg_num_neighbors")
+        if self.edge_cutoff_angstrom is not None:
+            check_positive(self, "edge_cutoff_angstrom")
+        check_at_least(self, 0, "ionic_channels")
+        if self.ionic_channels and (self.target_scaling != "none" or self.output_map != "affine"):
+            raise ValueError(
+                "ReadoutConfig.ionic_channels > 0 (the PSD ionic head) outputs eps_ion itself: "
+                "it needs target_scaling 'none' and output_map 'affine'"
+            )
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"ReadoutConfig.dropout_rate must be in [0, 1): {self.dropout_rate}")
         if self.target_scaling not in TARGET_SCALINGS:
@@ -119,4 +140,9 @@ def readout_for(encoder: str, layer: int, **settings) -> ReadoutConfig:
     from dtnn_jax.encoder.registry import get_encoder
 
     enc = get_encoder(encoder)
-    return ReadoutConfig(input_irreps=enc.layer_irreps(layer), n_radial=enc.n_radial, **settings)
+    return ReadoutConfig(
+        input_irreps=enc.layer_irreps(layer),
+        n_radial=enc.n_radial,
+        edge_cutoff_angstrom=enc.cutoff_angstrom,
+        **settings,
+    )

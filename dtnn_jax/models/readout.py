@@ -15,8 +15,10 @@ z), multiplication by invariant gates and sums. The per-atom output
 Design choice for bonds: the paper's bond scalars and vectors come from the encoder (PFP);
 our encoder has none, so a bond is described by its radial features ``phi(r_ij)`` (the
 encoder's radial basis) and its unit vector ``u_ij`` alone. Bond messages are *linear* in the
-basis (plus a constant column that counts neighbours): scalar message ``W_s phi_ij``
-(eq. 14) and vector channels ``u_ij (x) W_v phi_ij`` (eq. 17; bias-free, so equivariant).
+basis (plus a column that counts neighbours; every bond is weighted by a smooth envelope
+that vanishes at the cutoff, so eps is continuous when a neighbour shell crosses it): scalar
+message ``W_s phi_ij`` (eq. 14) and vector channels ``u_ij (x) W_v phi_ij`` (eq. 17;
+bias-free, so equivariant).
 Linearity lets the neighbour sum (eqs. 18-19) be taken first: each atom carries the
 parameter-free moments ``sum_j phi_ij`` [K] and ``sum_j phi_ij u_ij`` [K, 3], and the learned
 maps act on those. This is about 5x faster per epoch than a per-edge MLP with 64 vector channels
@@ -28,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import e3nn_jax as e3nn
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -93,9 +96,10 @@ class BondMoments(NamedTuple):
     per-edge work is a few segment sums instead of an MLP and 64 x 3 channels per edge.
 
     Attributes:
-        scalars: [n_nodes, K] ``sum_j phi_k(r_ij) / avg_num_neighbors`` (K = n_radial + 1,
-            the extra column is the neighbour count).
-        vectors: [n_nodes, K, 3] ``sum_j phi_k(r_ij) u_ij / avg_num_neighbors``.
+        scalars: [n_nodes, K] ``sum_j f(r_ij) phi_k(r_ij) / avg_num_neighbors`` (K =
+            n_radial + 1, the extra column is the enveloped neighbour count; f the envelope,
+            `edge_envelope`, or 1 in a legacy config).
+        vectors: [n_nodes, K, 3] ``sum_j f(r_ij) phi_k(r_ij) u_ij / avg_num_neighbors``.
     """
 
     scalars: jnp.ndarray
@@ -164,11 +168,28 @@ class EquivariantBlock(nn.Module):
         return scalars + new_s, vectors + gated_v, tensors + gated_t
 
 
+def edge_envelope(lengths: jnp.ndarray, cutoff_angstrom: float) -> jnp.ndarray:
+    """NequIP's polynomial envelope (p = 6, as in `dtnn_jax.models.nequip`) of the bond
+    lengths [e] (angstrom), [e]: 1 at r = 0, 0 at and beyond the cutoff with its first two
+    derivatives 0 there, so a bond that crosses the cutoff enters every bond input smoothly.
+    """
+    return e3nn.poly_envelope(_ENVELOPE_P - 1, 2, cutoff_angstrom)(lengths)
+
+
+_ENVELOPE_P = 6
+
+
 def bond_moments(graph: jraph.GraphsTuple, config: ReadoutConfig) -> BondMoments:
-    """Per-atom sums of the fixed radial basis over bonds (see `BondMoments`)."""
+    """Per-atom sums of the fixed radial basis over bonds (see `BondMoments`).
+
+    With ``config.edge_cutoff_angstrom`` set (the default) every column, the neighbour
+    count included, is weighted by `edge_envelope`, so the moments are continuous (and
+    smooth) when a neighbour crosses the cutoff. None keeps the legacy, un-enveloped count.
+    """
     n_node = graph.nodes["positions"].shape[0]
     vec = edge_vectors(graph)  # [n_edge, 3]
-    unit = unit_vectors(vec, safe_norm(vec))  # [n_edge, 3]
+    length = safe_norm(vec)  # [e]
+    unit = unit_vectors(vec, length)  # [n_edge, 3]
     mask = edge_mask(graph).astype(vec.dtype)  # [e]
     radial = graph.edges["radial"]  # [e, n_radial]
     if radial.shape[-1] != config.n_radial:
@@ -177,7 +198,10 @@ def bond_moments(graph: jraph.GraphsTuple, config: ReadoutConfig) -> BondMoments
             f"ReadoutConfig.n_radial is {config.n_radial}"
         )
     basis = jnp.concatenate([radial, jnp.ones_like(radial[:, :1])], axis=-1)  # [e, K]
-    basis = basis * (mask / config.avg_num_neighbors)[:, None]
+    weight = mask / config.avg_num_neighbors  # [e]
+    if config.edge_cutoff_angstrom is not None:
+        weight = weight * edge_envelope(length, config.edge_cutoff_angstrom).astype(vec.dtype)
+    basis = basis * weight[:, None]
     scalars = jax.ops.segment_sum(basis, graph.receivers, n_node)  # [n, K]
     vectors = jax.ops.segment_sum(  # [n, K, 3]
         basis[:, :, None] * unit[:, None, :], graph.receivers, n_node

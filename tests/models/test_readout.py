@@ -204,3 +204,34 @@ def test_rejects_wrong_radial_width():
     bad = batch._replace(edges={**batch.edges, "radial": batch.edges["radial"][:, :5]})
     with pytest.raises(ValueError, match="n_radial"):
         model.apply(params, bad)
+
+
+def test_edge_envelope_weights_every_bond_input():
+    """Bonds at or beyond the cutoff give nothing (the neighbour count included); a legacy
+    config (saved before the envelope, ``edge_cutoff_angstrom=None``) keeps the raw count."""
+    import dataclasses
+
+    from dtnn_jax.config import ExperimentConfig
+    from dtnn_jax.graph import edge_vectors
+    from dtnn_jax.models.readout import bond_moments, edge_envelope
+
+    batch = pad_to_bucket(crystals(), BUDGET)
+    length = np.asarray(safe_norm(edge_vectors(batch)))
+    cutoff = float(np.median(length[: int(batch.n_edge[:3].sum())]))
+    cfg = dataclasses.replace(small_config(), edge_cutoff_angstrom=cutoff)
+    env = np.asarray(edge_envelope(jnp.asarray(length), cutoff))
+    assert np.all(env[length >= cutoff] == 0.0) and np.all(env[length < cutoff] > 0.0)
+    inside = batch._replace(edges={**batch.edges, "radial": batch.edges["radial"] * 0})
+    count = np.asarray(bond_moments(inside, cfg).scalars[:, -1])  # the enveloped count
+    legacy = dataclasses.replace(cfg, edge_cutoff_angstrom=None)
+    raw = np.asarray(bond_moments(inside, legacy).scalars[:, -1])
+    real = np.arange(len(length)) < int(batch.n_edge[:3].sum())
+    expected = np.zeros_like(count)
+    np.add.at(expected, np.asarray(batch.receivers)[real], env[real] / cfg.avg_num_neighbors)
+    np.testing.assert_allclose(count, expected, rtol=1e-5, atol=1e-7)
+    assert np.all(raw >= count) and np.any(raw > count)
+    # configs written before the envelope existed read as legacy
+    saved = ExperimentConfig.default("electronic").to_dict()
+    del saved["readout"]["edge_cutoff_angstrom"]
+    assert ExperimentConfig.from_dict(saved).readout.edge_cutoff_angstrom is None
+    assert ExperimentConfig.default("electronic").readout.edge_cutoff_angstrom == 5.0
