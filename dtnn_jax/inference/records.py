@@ -161,7 +161,7 @@ def _phonons(model, crystal: CrystalInput, born: np.ndarray, fc):
 def _records(
     model, crystals: list[CrystalInput], prediction, phonons: bool = False
 ) -> list[CrystalPrediction]:
-    props = {t: tensor_properties(prediction.mean[t]) for t in model.targets}
+    props = {t: tensor_properties(prediction.mean[t]) for t in prediction.mean}
     out = []
     for k, crystal in enumerate(crystals):
         error = prediction.errors[k]
@@ -178,7 +178,7 @@ def _records(
                     eps_poly_std=float(prediction.eps_poly_std[t][k]),
                     anisotropy=float(props[t].anisotropy[k]),
                 )
-                for t in model.targets
+                for t in prediction.mean
             }
         n = props["electronic"].refractive_index[k] if "electronic" in props else np.nan
         out.append(
@@ -211,6 +211,7 @@ def predict_crystals(
     max_atoms: int | None = None,
     allow_isolated: bool = False,
     phonons: bool = False,
+    targets: Sequence[str] | None = None,
 ) -> Iterator[CrystalPrediction]:
     """Streams a `CrystalPrediction` per crystal of ``inputs``, in input order.
 
@@ -223,6 +224,8 @@ def predict_crystals(
         budget: padded-batch limits (default: the encoder's).
         max_atoms, allow_isolated: options of the input pass (`dtnn_jax.inputs`).
         phonons: with a physics ionic model, also each crystal's Gamma phonons.
+        targets: the targets wanted (default all of the model's); only what they need is
+            computed (e.g. no force constants for electronic alone, unless ``phonons``).
     """
     if phonons and not model.physics_targets:
         raise ValueError(
@@ -233,5 +236,12 @@ def predict_crystals(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     crystals = prepare_inputs(inputs, model.encoder, max_atoms, allow_isolated)
     while chunk := list(itertools.islice(crystals, chunk_size)):
-        prediction = model.predict_inputs(chunk, budget, inversion_average=inversion_average)
+        prediction = model.predict_inputs(
+            chunk,
+            budget,
+            inversion_average=inversion_average,
+            targets=targets,
+            born_charges=phonons or targets is None or set(targets) != {"electronic"},
+            force_constants=phonons,
+        )
         yield from _records(model, chunk, prediction, phonons)

@@ -155,3 +155,22 @@ def test_screen_refines_the_best_with_the_physics_model(model, tmp_path):
     assert refined == sorted(refined, reverse=True)  # ranked by the refined score
     assert all(r["eps_poly_ionic"] != "" for r in rows[:3])  # the physics model's parts
     assert rows[3]["prescreen_rank"] == "" and rows[3]["eps_poly_ionic"] == ""
+
+
+def test_only_what_the_targets_need_is_computed(model, monkeypatch):
+    """Electronic alone and Born charges alone run no Hessian; ionic and total do."""
+    from dtnn_jax.physics import force_constants as fc_module
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the Hessian ran for a target that does not need it")
+
+    monkeypatch.setattr(fc_module, "force_constants", refuse)
+    crystals = [_mgo_strained(), _nacl()]
+    eps = model.predict(crystals, "electronic")
+    assert eps.shape == (2, 3, 3) and np.all(np.isfinite(eps))
+    eps_too, born = model.predict(crystals, "electronic", return_born_charges=True)
+    np.testing.assert_array_equal(eps_too, eps)
+    assert [z.shape for z in born] == [(2, 3, 3), (2, 3, 3)]
+    for target in ("ionic", "total", "all"):
+        with pytest.raises(AssertionError, match="Hessian ran"):
+            model.predict(crystals, target)
