@@ -139,6 +139,7 @@ def predict_records(
             inversion_average=inversion_average,
             phonons=phonons,
             targets=targets,
+            progress=progress,
             **prepare,
         )
         for record in stream:

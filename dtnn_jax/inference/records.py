@@ -212,6 +212,7 @@ def predict_crystals(
     allow_isolated: bool = False,
     phonons: bool = False,
     targets: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> Iterator[CrystalPrediction]:
     """Streams a `CrystalPrediction` per crystal of ``inputs``, in input order.
 
@@ -226,6 +227,7 @@ def predict_crystals(
         phonons: with a physics ionic model, also each crystal's Gamma phonons.
         targets: the targets wanted (default all of the model's); only what they need is
             computed (e.g. no force constants for electronic alone, unless ``phonons``).
+        progress: progress bars of the model's passes (the force constants per crystal).
     """
     if phonons and not model.physics_targets:
         raise ValueError(
@@ -239,6 +241,7 @@ def predict_crystals(
         prediction = model.predict_inputs(
             chunk,
             budget,
+            progress=progress,
             inversion_average=inversion_average,
             targets=targets,
             born_charges=phonons or targets is None or set(targets) != {"electronic"},

@@ -1,0 +1,295 @@
+"""Force constants against atoms, large cells, compiled shapes, and predict throughput.
+
+Self-contained: ``python benchmarks/force_constants_scaling.py [--part P ...]`` writes
+``benchmarks/results/force_constants_scaling.json`` (each part its own key) and the
+markdown next to it. Every part records the 1/5/15-minute load average before and after:
+on a shared machine the times are slower than on a quiet one (load < 0.5).
+
+Parts:
+
+* ``shapes``: the compiled programs of the force-constant pass over the whole shipped
+  screening pool (the padded (nodes, edges, graphs, max_atoms) of every batch of
+  `dtnn_jax.physics.force_constant_pass.batches`, symmetry on): how many distinct ones a
+  run over the pool compiles. No Hessian is computed (only the input pass and spglib).
+* ``atoms``: seconds of K per crystal against its atoms (shipped-pool crystals of about 4,
+  8, 16, 24, 32, 40, 60 and 80 atoms, the one with the median edge count of its size;
+  float32, symmetry on, each alone in its padded bucket, no cache): the first call
+  (``cold``, includes compilation unless the persistent compilation cache has the shape)
+  and the fastest of ``--repeats`` further calls (``warm``).
+* ``large``: Si supercells of 64, 216 and 512 atoms through the production
+  ``force_constants`` (default model's potential, float32, symmetry, fresh cache), each in
+  its own process under ``/usr/bin/time -v``: wall time, peak RSS, the pass's memory
+  estimate, and whether it completed or was refused (`HessianMemoryError`, rc 2).
+* ``predict``: default ``predict(target="all")`` and ``target="electronic"`` on 100
+  random shipped-pool crystals (seed 0) with an empty K/feature cache and the persistent
+  compilation cache as it is (run twice: the second run is the warm-compilation number;
+  ``--repeats`` runs in all, the median reported): crystals per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results" / "force_constants_scaling.json"
+ENCODER = "nequix-oam-1-pft"
+SIZES = (4, 8, 16, 24, 32, 40, 60, 80)
+SUPERCELLS = (2, 3, 4)  # conventional 8-atom Si cell repeated n x n x n
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def si_supercell(n: int):
+    from pymatgen.core import Lattice, Structure
+
+    frac = [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]
+    frac += [[0.25, 0.25, 0.25], [0.25, 0.75, 0.75], [0.75, 0.25, 0.75], [0.75, 0.75, 0.25]]
+    s = Structure(Lattice.cubic(5.431), ["Si"] * 8, frac)
+    s.make_supercell([n, n, n])
+    return s
+
+
+def pool_inputs(limit: int | None = None, seed: int | None = None):
+    """The shipped pool's crystals through the input pass at the K potential's cutoff."""
+    from dtnn_jax.data import load_screening_pool
+    from dtnn_jax.encoder import get_encoder
+    from dtnn_jax.inputs import prepare_inputs
+
+    pool = load_screening_pool()
+    if seed is not None:
+        idx = np.random.default_rng(seed).choice(len(pool), size=limit, replace=False)
+        pool = [pool[i] for i in sorted(idx)]
+    elif limit:
+        pool = pool[:limit]
+    return pool, [c for c in prepare_inputs(pool, get_encoder(ENCODER)) if c.ok]
+
+
+def part_shapes() -> dict:
+    from dtnn_jax.physics.force_constant_pass import batches, padded_shape
+    from dtnn_jax.physics.hessian import FORCE_CONSTANTS_BUDGET
+    from dtnn_jax.physics.symmetry import symmetry_map
+
+    start = time.perf_counter()
+    _, crystals = pool_inputs()
+    graphs = [c.graph for c in crystals]
+    slots = [symmetry_map(c.structure).n_slots for c in crystals]
+    atoms = [int(g.n_node[0]) for g in graphs]
+    edges = [int(g.n_edge[0]) for g in graphs]
+    groups = batches(slots, atoms, edges, FORCE_CONSTANTS_BUDGET)
+    shapes = [padded_shape([graphs[i] for i in m], FORCE_CONSTANTS_BUDGET) for m in groups]
+    return {
+        "n_crystals": len(graphs),
+        "n_batches": len(groups),
+        "n_distinct_programs": len(set(shapes)),
+        "programs": sorted({str(s) for s in shapes}),
+        "atoms_max": max(atoms),
+        "atoms_median": float(np.median(atoms)),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def part_atoms(repeats: int) -> dict:
+    from dtnn_jax.encoder import get_encoder
+    from dtnn_jax.physics.force_constant_pass import compute_force_constants, crystal_graphs
+    from dtnn_jax.physics.symmetry import symmetry_map
+    from dtnn_jax.runtime import enable_compilation_cache
+
+    enable_compilation_cache()
+    encoder = get_encoder(ENCODER)
+    _, crystals = pool_inputs()
+    rows = []
+    for n in SIZES:
+        near = sorted(crystals, key=lambda c: abs(len(c.structure) - n))
+        size = len(near[0].structure)
+        same = sorted(
+            (c for c in crystals if len(c.structure) == size), key=lambda c: int(c.graph.n_edge[0])
+        )
+        c = same[len(same) // 2]
+        maps = [symmetry_map(c.structure)]
+        graphs = crystal_graphs([c.structure], encoder, "float32", maps, graphs=[c.graph])
+        before = load()
+        timings: list = []
+        start = time.perf_counter()
+        compute_force_constants(encoder, graphs, maps=maps, timings=timings)
+        cold = time.perf_counter() - start
+        warm = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            compute_force_constants(encoder, graphs, maps=maps)
+            warm.append(time.perf_counter() - start)
+        row = {
+            "id": c.id,
+            "formula": c.formula,
+            "n_atoms": size,
+            "n_edges": int(c.graph.n_edge[0]),
+            "n_displaced": maps[0].n_slots,
+            "padded": [timings[0]["n_node"], timings[0]["n_edge"], timings[0]["max_atoms"]],
+            "cold_s": round(cold, 2),
+            "warm_s": round(min(warm), 2),
+            "load_before": before,
+            "load_after": load(),
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return {"repeats": repeats, "rows": rows}
+
+
+def child_large(n: int) -> None:
+    """One Si supercell through force_constants (run by ``part_large`` in a child)."""
+    from dtnn_jax.errors import InputError
+    from dtnn_jax.physics.force_constant_pass import estimate_bytes, padded_shape
+    from dtnn_jax.physics.force_constants import crystal_graphs, force_constants
+    from dtnn_jax.physics.hessian import FORCE_CONSTANTS_BUDGET
+    from dtnn_jax.runtime import enable_compilation_cache
+
+    enable_compilation_cache()
+    s = si_supercell(n)
+    from dtnn_jax.encoder import get_encoder
+
+    graph = crystal_graphs([s], get_encoder(ENCODER))
+    shape = padded_shape(graph, FORCE_CONSTANTS_BUDGET)
+    out = {"n_atoms": len(s), "n_edges": int(graph[0].n_edge[0]), "padded": list(shape)}
+    out["estimate_gb"] = round(estimate_bytes(shape[1]) / 1e9, 2)
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as cache:
+            fc = force_constants([s], ENCODER, cache_dir=cache, progress=True)[0]
+        out |= {
+            "status": "completed",
+            "n_displaced": fc.n_displaced,
+            "sum_rule_ev_per_a2": fc.sum_rule_violation_ev_per_a2,
+        }
+    except InputError as err:
+        out |= {"status": "refused", "message": str(err)}
+    out["seconds_in_process"] = round(time.perf_counter() - start, 1)
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def part_large() -> dict:
+    rows = []
+    for n in SUPERCELLS:
+        before = load()
+        cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--child-large", str(n)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+        result = next(
+            (json.loads(x[7:]) for x in proc.stdout.splitlines() if x.startswith("RESULT ")), {}
+        )
+        rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+        wall = re.search(r"Elapsed \(wall clock\) time.*: ([\d:.]+)", proc.stderr)
+        result |= {
+            "rc": proc.returncode,
+            "peak_rss_gb": round(int(rss.group(1)) / 1e6, 2) if rss else None,
+            "wall": wall.group(1) if wall else None,
+            "load_before": before,
+            "load_after": load(),
+        }
+        if proc.returncode not in (0,) and "status" not in result:
+            result["stderr_tail"] = proc.stderr[-2000:]
+        print(json.dumps(result), flush=True)
+        rows.append(result)
+    return {"rows": rows}
+
+
+def part_predict(repeats: int) -> dict:
+    out = {}
+    for target in ("all", "electronic"):
+        runs = []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as cache:
+                code = (
+                    f"import time, json, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+                    "from benchmarks.force_constants_scaling import pool_inputs\n"
+                    "import dtnn_jax\n"
+                    "pool, _ = pool_inputs(100, seed=0)\n"
+                    "model = dtnn_jax.load_model()\n"
+                    "t = time.perf_counter()\n"
+                    f"dtnn_jax.predict([r.structure for r in pool], target={target!r}, model=model,"
+                    " errors='nan')\n"
+                    "print('SECONDS', time.perf_counter() - t, len(pool))\n"
+                )
+                env = dict(os.environ, DTNN_JAX_CACHE=cache)
+                env.setdefault(
+                    "DTNN_JAX_COMPILATION_CACHE", str(Path.home() / ".cache" / "dtnn_jax" / "jax")
+                )
+                before = load()
+                proc = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, env=env
+                )
+                line = [x for x in proc.stdout.splitlines() if x.startswith("SECONDS")]
+                if not line:
+                    runs.append({"error": proc.stderr[-2000:]})
+                    continue
+                seconds, n = float(line[0].split()[1]), int(line[0].split()[2])
+                runs.append(
+                    {
+                        "seconds": round(seconds, 1),
+                        "crystals_per_s": round(n / seconds, 3),
+                        "load_before": before,
+                        "load_after": load(),
+                    }
+                )
+                print(target, json.dumps(runs[-1]), flush=True)
+        good = [r["crystals_per_s"] for r in runs if "crystals_per_s" in r]
+        out[target] = {
+            "runs": runs,
+            "median_crystals_per_s": statistics.median(good) if good else None,
+            "note": "first run may include compilation; later runs: warm compilation cache, "
+            "cold K and feature cache",
+        }
+    return out
+
+
+def write(results: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--part",
+        nargs="+",
+        default=["shapes", "atoms", "large", "predict"],
+        choices=["shapes", "atoms", "large", "predict"],
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child-large", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_large is not None:
+        child_large(args.child_large)
+        return
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for part in args.part:
+        before = load()
+        if part == "shapes":
+            value = part_shapes()
+        elif part == "atoms":
+            value = part_atoms(args.repeats)
+        elif part == "large":
+            value = part_large()
+        else:
+            value = part_predict(args.repeats)
+        value["load_before"], value["load_after"] = before, load()
+        value["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        results[part] = value
+        write(results)
+        print(part, "done", flush=True)
+
+
+if __name__ == "__main__":
+    main()
