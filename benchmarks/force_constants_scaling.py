@@ -180,9 +180,9 @@ def child_large(n: int) -> None:
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def part_large() -> dict:
+def part_large(supercells=SUPERCELLS) -> dict:
     rows = []
-    for n in SUPERCELLS:
+    for n in supercells:
         before = load()
         cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--child-large", str(n)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
@@ -254,8 +254,11 @@ def part_predict(repeats: int) -> dict:
     return out
 
 
-def write(results: dict) -> None:
+def write(part: str, value: dict) -> None:
+    """Merges one part into the results file (re-read: parts may run in parallel)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[part] = value
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
 
@@ -268,12 +271,14 @@ def main() -> None:
         choices=["shapes", "atoms", "large", "predict"],
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--supercells", type=int, nargs="+", default=list(SUPERCELLS), help="Si n x n x n (8n^3)"
+    )
     parser.add_argument("--child-large", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_large is not None:
         child_large(args.child_large)
         return
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for part in args.part:
         before = load()
         if part == "shapes":
@@ -281,13 +286,12 @@ def main() -> None:
         elif part == "atoms":
             value = part_atoms(args.repeats)
         elif part == "large":
-            value = part_large()
+            value = part_large(args.supercells)
         else:
             value = part_predict(args.repeats)
         value["load_before"], value["load_after"] = before, load()
         value["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        results[part] = value
-        write(results)
+        write(part, value)
         print(part, "done", flush=True)
 
 

@@ -8,12 +8,12 @@ crystal. Only crystals without a graph get one built here.
 Grouping (`batches`): a batch costs ~3S Hessian-vector products over all its edges, so every
 crystal pays for the tangents of the one with the most displaced atoms. Crystals are sorted
 by (displaced atoms, atoms) and packed greedily in that order into batches within
-`FORCE_CONSTANTS_BUDGET`. The static ``max_atoms`` of a batch is `atoms_bucket` of its
-largest crystal, so a compiled program depends only on the batch's padded shape and atom
-class, not on the other crystals of the call (the persistent compilation cache serves it
-to later calls). A crystal larger than the budget is alone in its batch, padded to a
-multiple of `LARGE_EDGE_QUANTUM` edges instead of the next power of two (the memory and
-time of the pass are those of the padded edges).
+`FORCE_CONSTANTS_BUDGET`. The static ``max_atoms`` of a batch is its padded node count
+(`padded_max_atoms`), so a compiled program depends only on the batch's padded shape, not on
+the other crystals of the call (the persistent compilation cache serves it to later calls):
+the 5,261 crystals of the shipped pool need 11 programs. A crystal larger than the budget
+is alone in its batch, padded to a multiple of `LARGE_EDGE_QUANTUM` edges instead of the
+next power of two (the memory and time of the pass are those of the padded edges).
 
 Memory (`estimate_bytes`, `check_memory`): before any Hessian, each batch's peak memory is
 estimated from its padded edges and atoms; a batch that does not fit the memory available
@@ -42,7 +42,6 @@ from dtnn_jax.graph.batching import group_indices
 from dtnn_jax.physics.hessian import (
     DEFAULT_CHUNK,
     FORCE_CONSTANTS_BUDGET,
-    atoms_bucket,
     batch_force_constants,
     encoder_energy_fn,
     encoder_params,
@@ -176,12 +175,20 @@ def padded_shape(graphs: Sequence[jraph.GraphsTuple], budget: BatchBudget) -> tu
     used = _batch_budget(graphs, budget)
     n_node = sum(int(g.n_node[0]) for g in graphs) + 1
     n_edge = sum(int(g.n_edge[0]) for g in graphs)
+    nodes = bucket_size(n_node, used.min_nodes, used.growth)
     return (
-        bucket_size(n_node, used.min_nodes, used.growth),
+        nodes,
         bucket_size(n_edge, used.min_edges, used.growth),
         max(used.max_graphs, len(graphs)) + 1,
-        atoms_bucket(max(int(g.n_node[0]) for g in graphs)),
+        nodes,  # `padded_max_atoms`
     )
+
+
+def padded_max_atoms(batch: jraph.GraphsTuple) -> int:
+    """The static ``max_atoms`` of a padded batch: its padded node count, so the compiled
+    program depends on the padded shape alone (a larger M costs only the [n_graph, 3M, 3M]
+    output, not Hessian-vector products: their count is the batch's own)."""
+    return int(batch.nodes["positions"].shape[0])
 
 
 def estimate_bytes(n_edge_padded: int, dtype: str = "float32", chunk: int = DEFAULT_CHUNK) -> float:
@@ -281,7 +288,7 @@ def iter_force_constants(
         for members in groups:
             start = time.perf_counter()
             batch = pad_batch([graphs[i] for i in members], budget)
-            max_atoms = atoms_bucket(max(n_atoms[i] for i in members))
+            max_atoms = padded_max_atoms(batch)
             slots = max(n_slots[i] for i in members)
             n_chunks = -(-3 * slots // chunk)
             calls = range(0, n_chunks, TANGENT_CHUNKS_PER_CALL)
