@@ -262,6 +262,97 @@ def write(part: str, value: dict) -> None:
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
 
+DESIGN_NOTE = """
+## Design for a GPU run
+
+Memory. The pass keeps the forward and backward intermediates of the potential alive
+(``jax.linearize``) plus ``chunk`` tangent copies, so its memory is linear in the padded
+edges of a batch: ~0.61 MB per padded edge in float32 with chunk 3 (CPU, peak RSS above a
+~1.5 GB process; `BYTES_PER_EDGE` in `dtnn_jax/physics/force_constant_pass.py`). At
+Nequix's 6 A cutoff a crystal has ~45 edges per atom (Si: 46; the shipped pool: 30-60), so
+one crystal of N atoms needs ~28 MB x N: 0.3 GB at 10 atoms, 1.1 GB at 40, 6 GB at 216,
+14 GB at 512. K itself is small (9N^2 x 4 bytes: 9 MB at 512 atoms).
+
+Batch sizes. On an 80 GB H100 the budget can grow ~16x over the CPU one
+(`FORCE_CONSTANTS_BUDGET`: 16 crystals, 96 atoms, 4,096 edges): e.g. 64 crystals, 1,536
+atoms, 65,536 edges (~40 GB), and ``chunk`` 12-24 tangents (the tangent part of the memory
+grows with chunk; the GPU runs the vmapped products in parallel, the CPU does not gain).
+Sorting by displaced atoms keeps the tangent count of a batch uniform, and the programs
+depend only on the padded shape (11 over the whole shipped pool), so a 1,000-crystal run
+compiles a handful. A 512-atom cell fits one H100 alone (14 GB).
+
+Full K or iterative solves. eps_ion needs Kinv only against the three vectors Z_a, so 3
+solves K x = Z_a by Hessian-vector products (CG or MINRES in the optical subspace) could
+replace the 3S columns of K. With symmetry S is small for the cells that are large in
+practice (a Si supercell: S = 1, three products for any size), where full K is already the
+cheaper; CG pays ~sqrt(condition number) products per solve, soft modes make K
+ill-conditioned, negative modes (which the default treatment drops) break CG, and the
+phonon output needs K's eigenvectors. So full, symmetry-reduced K stays; CG would pay only
+for large cells with no symmetry (S = N > ~100), which the memory check refuses on this
+machine anyway.
+"""
+
+
+def render_markdown(results: dict) -> str:
+    """The results file as markdown, with the design note."""
+    out = ["# Force constants against atoms, large cells, compiled shapes, predict", ""]
+    out += ["Produced by `python benchmarks/force_constants_scaling.py` (see its docstring).", ""]
+    if "shapes" in results:
+        r = results["shapes"]
+        out += [
+            "## Compiled programs over the shipped pool",
+            "",
+            f"{r['n_crystals']} crystals (median {r['atoms_median']:.0f} atoms, max "
+            f"{r['atoms_max']}) in {r['n_batches']} batches need {r['n_distinct_programs']} "
+            "distinct programs (padded nodes, edges, graphs, max_atoms): "
+            + ", ".join(r["programs"]),
+            "",
+        ]
+    if "atoms" in results:
+        out += [
+            "## K seconds per crystal against atoms (float32, symmetry, no cache)",
+            "",
+            "| id | formula | atoms | edges | displaced | padded (nodes, edges, M) | cold s "
+            "| warm s | load before |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in results["atoms"]["rows"]:
+            out.append(
+                f"| {r['id']} | {r['formula']} | {r['n_atoms']} | {r['n_edges']} | "
+                f"{r['n_displaced']} | {r['padded']} | {r['cold_s']} | {r['warm_s']} | "
+                f"{r['load_before']} |"
+            )
+        out.append("")
+    if "large" in results:
+        out += [
+            "## Si supercells (default potential, float32, symmetry, fresh cache)",
+            "",
+            "| atoms | edges | padded | estimate GB | status | rc | wall | peak RSS GB | "
+            "load before |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in results["large"]["rows"]:
+            out.append(
+                f"| {r.get('n_atoms')} | {r.get('n_edges')} | {r.get('padded')} | "
+                f"{r.get('estimate_gb')} | {r.get('status')} | {r.get('rc')} | {r.get('wall')} "
+                f"| {r.get('peak_rss_gb')} | {r.get('load_before')} |"
+            )
+        out.append("")
+    if "predict" in results:
+        out += ["## predict on 100 random shipped-pool crystals (cold K cache)", ""]
+        for target, r in results["predict"].items():
+            if not isinstance(r, dict) or "runs" not in r:
+                continue
+            runs = "; ".join(
+                f"{x.get('crystals_per_s')} /s (load {x.get('load_before')})" for x in r["runs"]
+            )
+            out.append(
+                f"- target={target}: median {r['median_crystals_per_s']} crystals/s ({runs})"
+            )
+        out.append("")
+    return "\n".join(out) + DESIGN_NOTE
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -292,6 +383,7 @@ def main() -> None:
         value["load_before"], value["load_after"] = before, load()
         value["date_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         write(part, value)
+        RESULTS.with_suffix(".md").write_text(render_markdown(json.loads(RESULTS.read_text())))
         print(part, "done", flush=True)
 
 

@@ -56,13 +56,15 @@ TANGENT_CHUNKS_PER_CALL = 32
 """Chunks of tangents per call of the Hessian (each call redoes one forward and backward
 pass: ~1 % more work at 32 chunks of 3 tangents) so progress shows within a large crystal."""
 
-# Peak memory of `batch_force_constants` (Nequix-OAM-1-PFT, float32, chunk 3): XLA's own
-# memory analysis of the compiled pass (temporaries + arguments + outputs), fitted over
-# padded batches of 1,024 to 16,384 edges (benchmarks/force_constants_scaling.py): about
-# 0.37 MB per padded edge. float64 doubles it; a chunk of c tangents scales the tangent
-# part. The margin covers the encoder parameters, the host copies and the allocator.
-BYTES_PER_EDGE = {"float32": 0.37e6, "float64": 0.74e6}
-BYTES_FIXED = 0.5e9
+# Memory the Hessian pass adds to a process (Nequix-OAM-1-PFT, float32, chunk 3), per
+# padded edge of its batch: peak RSS of a whole process (benchmarks/force_constants.py and
+# force_constants_scaling.py, Si supercells) was 2.8 GB at 2,048 padded edges, 3.9 GB at
+# 4,096 and 5.3 GB at 6,144: ~0.61 MB per padded edge over a ~1.5 GB process (JAX, the
+# encoder, the input pass). float64 doubles the per-edge part; a chunk of c tangents scales
+# the tangent half of it. `BYTES_OVERHEAD` covers compilation and the host copies.
+BYTES_PER_EDGE = {"float32": 0.61e6, "float64": 1.22e6}
+BYTES_OVERHEAD = 0.5e9
+FAST_MODEL = "dtnn-sevennet0-petousis2017"  # dtnn_jax.inference.bundle.FAST_MODEL
 MEMORY_ENV = "DTNN_JAX_HESSIAN_MEMORY_GB"
 
 
@@ -192,9 +194,10 @@ def padded_max_atoms(batch: jraph.GraphsTuple) -> int:
 
 
 def estimate_bytes(n_edge_padded: int, dtype: str = "float32", chunk: int = DEFAULT_CHUNK) -> float:
-    """Estimated peak memory (bytes) of the Hessian pass over a batch of this many padded
-    edges (see `BYTES_PER_EDGE`)."""
-    return BYTES_FIXED + BYTES_PER_EDGE[dtype] * n_edge_padded * (0.5 + chunk / (2 * DEFAULT_CHUNK))
+    """Estimated memory (bytes) the Hessian pass over a batch of this many padded edges
+    adds to the process (see `BYTES_PER_EDGE`)."""
+    per_edge = BYTES_PER_EDGE[dtype] * (0.5 + chunk / (2 * DEFAULT_CHUNK))
+    return BYTES_OVERHEAD + per_edge * n_edge_padded
 
 
 def available_bytes() -> float:
@@ -235,9 +238,10 @@ def check_memory(
             raise HessianMemoryError(
                 f"{names[i]}: {int(graphs[i].n_node[0])} atoms, {int(graphs[i].n_edge[0])} "
                 f"edges within the potential's cutoff: its force constants need ~"
-                f"{need / 1e9:.1f} GB, {free / 1e9:.1f} GB available; use the fast model "
-                "(--model fast, no Hessian), a smaller cell, or a machine with more memory "
-                f"(${MEMORY_ENV} overrides the available memory)"
+                f"{need / 1e9:.1f} GB more memory, {free / 1e9:.1f} GB available; use the "
+                f"fast model (--model {FAST_MODEL}: no Hessian), the electronic target "
+                "alone, a smaller cell, or a machine with more memory "
+                f"(${MEMORY_ENV} overrides the memory available)"
             )
 
 
