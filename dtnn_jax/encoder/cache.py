@@ -146,6 +146,7 @@ class CrystalCache:
                 tmp, __key__=np.array(key), __sha256__=np.array(arrays_digest(arrays)), **arrays
             )
             os.replace(tmp, path)
+            _PENDING_BYTES[self.root] = _PENDING_BYTES.get(self.root, 0) + path.stat().st_size
         except OSError as err:
             warnings.warn(f"could not write the cache entry {path} ({err})", stacklevel=3)
             with contextlib.suppress(OSError):
@@ -155,13 +156,22 @@ class CrystalCache:
         """`store` for ``(structure, arrays)`` pairs (e.g. one finished batch), then `evict`."""
         for structure, arrays in items:
             self.store(structure, arrays)
-        self.evict()
+        self.evict(force=False)
 
-    def evict(self) -> int:
+    def evict(self, force: bool = True) -> int:
         """Deletes least recently used entries (all kinds) until the cache is within
-        ``max_bytes`` (down to 90 % of it); returns the number deleted."""
+        ``max_bytes`` (down to 90 % of it); returns the number deleted.
+
+        Without ``force`` the directory is scanned only once per process and then after
+        every 1 % of ``max_bytes`` written (a scan costs a stat per entry).
+        """
         if self.root is None:
             return 0
+        if not force and _PENDING_BYTES.get(self.root, 0) < 0.01 * self.max_bytes:
+            if self.root in _SCANNED:
+                return 0
+        _SCANNED.add(self.root)
+        _PENDING_BYTES[self.root] = 0
         entries = cache_entries(self.root)
         total = sum(size for _, size, _ in entries)
         if total <= self.max_bytes:
@@ -175,6 +185,10 @@ class CrystalCache:
                 removed += 1
             total -= size
         return removed
+
+
+_PENDING_BYTES: dict[Path, int] = {}  # bytes this process wrote since its last scan
+_SCANNED: set[Path] = set()  # cache roots this process has scanned for eviction
 
 
 def cache_entries(root: Path) -> list[tuple[Path, int, float]]:

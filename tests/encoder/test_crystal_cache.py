@@ -110,3 +110,16 @@ def test_cli_info_and_clear(tmp_path, capsys):
     assert len(cache_entries(tmp_path)) == 3
     assert main(["cache", "clear", "--cache-dir", str(tmp_path)]) == 0
     assert cache_entries(tmp_path) == []
+
+
+def test_store_many_keeps_the_cache_bounded(tmp_path):
+    probe = CrystalCache(tmp_path / "probe", "features", "s")
+    probe.store(_crystal(4.0), _arrays(0))
+    size = probe.path(probe.key(_crystal(4.0))).stat().st_size
+    cache = CrystalCache(tmp_path / "c", "features", "s", max_bytes=3.5 * size)
+    for batch in range(3):  # three finished batches of four crystals
+        crystals = [_crystal(5.0 + 0.1 * (4 * batch + i)) for i in range(4)]
+        cache.store_many([(c, _arrays(i)) for i, c in enumerate(crystals)])
+        total = sum(s for _, s, _ in cache_entries(tmp_path / "c"))
+        assert total <= 3.5 * size
+    assert cache.load(crystals[-1]) is not None  # the newest stay
