@@ -164,7 +164,10 @@ def child_large(n: int) -> None:
     graph = crystal_graphs([s], get_encoder(ENCODER))
     shape = padded_shape(graph, FORCE_CONSTANTS_BUDGET)
     out = {"n_atoms": len(s), "n_edges": int(graph[0].n_edge[0]), "padded": list(shape)}
-    out["estimate_gb"] = round(estimate_bytes(shape[1]) / 1e9, 2)
+    out["estimate_gb"] = {  # memory the pass adds, one and three tangents at once
+        "chunk1": round(estimate_bytes(shape[1], chunk=1) / 1e9, 2),
+        "chunk3": round(estimate_bytes(shape[1], chunk=3) / 1e9, 2),
+    }
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory() as cache:
@@ -267,19 +270,24 @@ DESIGN_NOTE = """
 
 Memory. The pass keeps the forward and backward intermediates of the potential alive
 (``jax.linearize``) plus ``chunk`` tangent copies, so its memory is linear in the padded
-edges of a batch: ~0.61 MB per padded edge in float32 with chunk 3 (CPU, peak RSS above a
-~1.5 GB process; `BYTES_PER_EDGE` in `dtnn_jax/physics/force_constant_pass.py`). At
-Nequix's 6 A cutoff a crystal has ~45 edges per atom (Si: 46; the shipped pool: 30-60), so
-one crystal of N atoms needs ~28 MB x N: 0.3 GB at 10 atoms, 1.1 GB at 40, 6 GB at 216,
-14 GB at 512. K itself is small (9N^2 x 4 bytes: 9 MB at 512 atoms).
+edges of a batch. XLA's memory analysis of the compiled pass (float32): 0.22 MB per padded
+edge of kept intermediates + 0.16 MB per edge and tangent of a chunk, i.e. 0.38 MB per edge
+with chunk 1 and 0.70 MB with chunk 3 (`BYTES_PER_EDGE` in
+`dtnn_jax/physics/force_constant_pass.py`; a whole CPU process peaked at 3.9 GB for a
+64-atom Si cell, 4,096 padded edges, chunk 3). At Nequix's 6 A cutoff a crystal has ~45
+edges per atom (Si: 46), so one crystal of N atoms needs ~17 MB x N with chunk 1 (32 MB x
+N with chunk 3): 0.2 GB at 10 atoms, 0.7 GB at 40, 3.9 GB at 216 (10,240 padded edges),
+9 GB at 512 (23,552). K itself is small (9N^2 x 4 bytes: 9 MB at 512 atoms). A batch
+that would not fit with its chunk runs with chunk 1; one that does not fit even so is
+refused before any work.
 
 Batch sizes. On an 80 GB H100 the budget can grow ~16x over the CPU one
 (`FORCE_CONSTANTS_BUDGET`: 16 crystals, 96 atoms, 4,096 edges): e.g. 64 crystals, 1,536
-atoms, 65,536 edges (~40 GB), and ``chunk`` 12-24 tangents (the tangent part of the memory
+atoms, 65,536 edges (~46 GB at chunk 3), and ``chunk`` 6-12 tangents (the tangent part of the memory
 grows with chunk; the GPU runs the vmapped products in parallel, the CPU does not gain).
 Sorting by displaced atoms keeps the tangent count of a batch uniform, and the programs
 depend only on the padded shape (11 over the whole shipped pool), so a 1,000-crystal run
-compiles a handful. A 512-atom cell fits one H100 alone (14 GB).
+compiles a handful. A 512-atom cell fits one H100 alone (9-17 GB by chunk).
 
 Full K or iterative solves. eps_ion needs Kinv only against the three vectors Z_a, so 3
 solves K x = Z_a by Hessian-vector products (CG or MINRES in the optical subspace) could

@@ -15,10 +15,11 @@ the 5,261 crystals of the shipped pool need 11 programs. A crystal larger than t
 is alone in its batch, padded to a multiple of `LARGE_EDGE_QUANTUM` edges instead of the
 next power of two (the memory and time of the pass are those of the padded edges).
 
-Memory (`estimate_bytes`, `check_memory`): before any Hessian, each batch's peak memory is
-estimated from its padded edges and atoms; a batch that does not fit the memory available
-raises `HessianMemoryError` (an `InputError`: the user's to fix, e.g. with the fast model)
-instead of being killed by the kernel.
+Memory (`estimate_bytes`, `check_memory`, `fitting_chunk`): before any Hessian, each
+batch's memory is estimated from its padded edges; a batch whose ``chunk`` tangents at once
+would not fit runs one tangent at a time (half the memory, about the same time on CPU), and
+a batch that does not fit even so raises `HessianMemoryError` (an `InputError`: the user's
+to fix, e.g. with the fast model) instead of being killed by the kernel.
 
 Progress (`iter_force_constants`): per crystal; a crystal with many displaced atoms is done
 in several calls of at most `TANGENT_CHUNKS_PER_CALL` chunks, with progress between them.
@@ -56,13 +57,14 @@ TANGENT_CHUNKS_PER_CALL = 32
 """Chunks of tangents per call of the Hessian (each call redoes one forward and backward
 pass: ~1 % more work at 32 chunks of 3 tangents) so progress shows within a large crystal."""
 
-# Memory the Hessian pass adds to a process (Nequix-OAM-1-PFT, float32, chunk 3), per
-# padded edge of its batch: peak RSS of a whole process (benchmarks/force_constants.py and
-# force_constants_scaling.py, Si supercells) was 2.8 GB at 2,048 padded edges, 3.9 GB at
-# 4,096 and 5.3 GB at 6,144: ~0.61 MB per padded edge over a ~1.5 GB process (JAX, the
-# encoder, the input pass). float64 doubles the per-edge part; a chunk of c tangents scales
-# the tangent half of it. `BYTES_OVERHEAD` covers compilation and the host copies.
-BYTES_PER_EDGE = {"float32": 0.61e6, "float64": 1.22e6}
+# Memory the Hessian pass adds to a process (Nequix-OAM-1-PFT, float32), per padded edge of
+# its batch: XLA's memory analysis of the compiled pass (temporaries) is 0.38 MB per padded
+# edge with chunk 1 and 0.70 MB with chunk 3 (1,024 and 2,048 edges, linear), i.e. ~0.22 MB
+# of forward and backward intermediates kept by ``jax.linearize`` plus ~0.16 MB per tangent
+# of a chunk. A whole process peaked at 3.9 GB RSS for a 64-atom Si cell (4,096 padded
+# edges, chunk 3). float64 doubles both. `BYTES_OVERHEAD` covers compilation and host copies.
+BYTES_PER_EDGE = {"float32": 0.22e6, "float64": 0.44e6}
+BYTES_PER_EDGE_TANGENT = {"float32": 0.16e6, "float64": 0.32e6}
 BYTES_OVERHEAD = 0.5e9
 FAST_MODEL = "dtnn-sevennet0-petousis2017"  # dtnn_jax.inference.bundle.FAST_MODEL
 MEMORY_ENV = "DTNN_JAX_HESSIAN_MEMORY_GB"
@@ -196,8 +198,14 @@ def padded_max_atoms(batch: jraph.GraphsTuple) -> int:
 def estimate_bytes(n_edge_padded: int, dtype: str = "float32", chunk: int = DEFAULT_CHUNK) -> float:
     """Estimated memory (bytes) the Hessian pass over a batch of this many padded edges
     adds to the process (see `BYTES_PER_EDGE`)."""
-    per_edge = BYTES_PER_EDGE[dtype] * (0.5 + chunk / (2 * DEFAULT_CHUNK))
+    per_edge = BYTES_PER_EDGE[dtype] + chunk * BYTES_PER_EDGE_TANGENT[dtype]
     return BYTES_OVERHEAD + per_edge * n_edge_padded
+
+
+def fitting_chunk(n_edge_padded: int, dtype: str, chunk: int, free: float) -> int:
+    """``chunk``, or 1 if ``chunk`` tangents at once would not fit in ``free`` bytes (the
+    time per tangent barely depends on the chunk on CPU; the memory does)."""
+    return chunk if estimate_bytes(n_edge_padded, dtype, chunk) <= free else 1
 
 
 def available_bytes() -> float:
@@ -232,7 +240,7 @@ def check_memory(
     free = available_bytes()
     for members in groups:
         shape = padded_shape([graphs[i] for i in members], budget)
-        need = estimate_bytes(shape[1], dtype, chunk)
+        need = estimate_bytes(shape[1], dtype, min(chunk, 1))
         if need > free:
             i = max(members, key=lambda j: int(graphs[j].n_edge[0]))
             raise HessianMemoryError(
@@ -285,6 +293,7 @@ def iter_force_constants(
     groups = batches(n_slots, n_atoms, n_edges, budget)
     names = names or [f"#{i}" for i in range(len(graphs))]
     check_memory(graphs, groups, budget, dtype, chunk, names)
+    free = available_bytes()
     energy_fn = encoder_energy_fn(encoder)
     bar = tqdm(total=len(graphs), disable=not progress, desc="force constants", unit="crystal")
     with precision(dtype), bar:
@@ -294,13 +303,14 @@ def iter_force_constants(
             batch = pad_batch([graphs[i] for i in members], budget)
             max_atoms = padded_max_atoms(batch)
             slots = max(n_slots[i] for i in members)
-            n_chunks = -(-3 * slots // chunk)
+            used_chunk = fitting_chunk(batch.senders.shape[0], dtype, chunk, free)
+            n_chunks = -(-3 * slots // used_chunk)
             calls = range(0, n_chunks, TANGENT_CHUNKS_PER_CALL)
             k = None
             for first in calls:
                 stop = min(first + TANGENT_CHUNKS_PER_CALL, n_chunks)
                 out = batch_force_constants(
-                    energy_fn, params, batch, max_atoms, chunk, np.int32(first), np.int32(stop)
+                    energy_fn, params, batch, max_atoms, used_chunk, np.int32(first), np.int32(stop)
                 )
                 part = np.asarray(jax.device_get(out.k_ev_per_a2))
                 k = part if k is None else k + part
