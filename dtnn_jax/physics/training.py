@@ -73,7 +73,12 @@ def ionic_graphs(
         cache_dir=cache_dir,
         progress=progress,
         encoder=feature_encoder,
-        graphs=[graph_at_cutoff(g, feature_encoder.cutoff_angstrom) for g in wide_graphs],
+        graphs=[
+            g
+            if feature_encoder.cutoff_angstrom == cutoff
+            else graph_at_cutoff(g, feature_encoder.cutoff_angstrom)
+            for g in wide_graphs
+        ],
     )
     fcs = force_constants(
         structures,
