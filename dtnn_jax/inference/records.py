@@ -237,13 +237,17 @@ def predict_crystals(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     crystals = prepare_inputs(inputs, model.encoder, max_atoms, allow_isolated)
+    computed = None  # the electronic tensor (the refractive index) costs no Hessian: always
+    if targets is not None:
+        extra = ("electronic",) if "electronic" in model.targets else ()
+        computed = tuple(dict.fromkeys([*targets, *extra]))
     while chunk := list(itertools.islice(crystals, chunk_size)):
         prediction = model.predict_inputs(
             chunk,
             budget,
             progress=progress,
             inversion_average=inversion_average,
-            targets=targets,
+            targets=computed,
             born_charges=phonons or targets is None or set(targets) != {"electronic"},
             force_constants=phonons,
         )
