@@ -153,3 +153,23 @@ def test_memory_estimate_refuses_before_any_work(caf2, monkeypatch):
     from dtnn_jax.physics.force_constant_pass import check_memory
 
     check_memory(graphs, [[0]], BUDGET, "float64", 3, ["CaF2"])  # fits: no error
+
+
+def test_padding_of_large_batches():
+    """Above 2,048 edges a batch pads to a multiple of 1,024 edges, not the next power of
+    two; a lone crystal above the budget gets one graph slot; the programs depend only on
+    the padded shape (max_atoms = the padded nodes)."""
+    import jraph
+
+    from dtnn_jax.physics.force_constant_pass import padded_shape
+    from dtnn_jax.physics.hessian import FORCE_CONSTANTS_BUDGET
+
+    def sized(n_atoms, n_edges):
+        return jraph.GraphsTuple(
+            nodes=None, edges=None, senders=None, receivers=None, globals=None,
+            n_node=np.array([n_atoms]), n_edge=np.array([n_edges]),
+        )  # fmt: skip
+
+    assert padded_shape([sized(40, 2208)], FORCE_CONSTANTS_BUDGET) == (64, 3072, 17, 64)
+    assert padded_shape([sized(10, 500)], FORCE_CONSTANTS_BUDGET) == (16, 512, 17, 16)
+    assert padded_shape([sized(216, 9720)], FORCE_CONSTANTS_BUDGET) == (256, 10240, 2, 256)
