@@ -105,6 +105,7 @@ def part_shapes() -> dict:
 
 def part_atoms(repeats: int) -> dict:
     from dtnn_jax.encoder import get_encoder
+    from dtnn_jax.errors import InputError
     from dtnn_jax.physics.force_constant_pass import compute_force_constants, crystal_graphs
     from dtnn_jax.physics.symmetry import symmetry_map
     from dtnn_jax.runtime import enable_compilation_cache
@@ -125,7 +126,12 @@ def part_atoms(repeats: int) -> dict:
         before = load()
         timings: list = []
         start = time.perf_counter()
-        compute_force_constants(encoder, graphs, maps=maps, timings=timings)
+        try:
+            compute_force_constants(encoder, graphs, maps=maps, timings=timings)
+        except InputError as err:  # refused: not enough memory now (a shared machine)
+            rows.append({"id": c.id, "n_atoms": size, "refused": str(err), "load": before})
+            print(json.dumps(rows[-1]), flush=True)
+            continue
         cold = time.perf_counter() - start
         warm = []
         for _ in range(repeats):
@@ -325,8 +331,11 @@ def render_markdown(results: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in results["atoms"]["rows"]:
+            if "refused" in r:
+                out.append(f"| {r['id']} | | {r['n_atoms']} | | | | refused: {r['refused']} |")
+                continue
             out.append(
-                f"| {r['id']} | {r['formula']} | {r['n_atoms']} | {r['n_edges']} | "
+                f"| {r['id']} | {r.get('formula')} | {r['n_atoms']} | {r.get('n_edges')} | "
                 f"{r['n_displaced']} | {r['padded']} | {r['cold_s']} | {r['warm_s']} | "
                 f"{r['load_before']} |"
             )
