@@ -292,7 +292,7 @@ Batch sizes. On an 80 GB H100 the budget can grow ~16x over the CPU one
 atoms, 65,536 edges (~46 GB at chunk 3), and ``chunk`` 6-12 tangents (the tangent part of the memory
 grows with chunk; the GPU runs the vmapped products in parallel, the CPU does not gain).
 Sorting by displaced atoms keeps the tangent count of a batch uniform, and the programs
-depend only on the padded shape (11 over the whole shipped pool), so a 1,000-crystal run
+depend only on the padded shape (14 over the whole shipped pool), so a 1,000-crystal run
 compiles a handful. A 512-atom cell fits one H100 alone (9-17 GB by chunk).
 
 Full K or iterative solves. eps_ion needs Kinv only against the three vectors Z_a, so 3
@@ -367,6 +367,15 @@ def render_markdown(results: dict) -> str:
                 f"- target={target}: median {r['median_crystals_per_s']} crystals/s ({runs})"
             )
         out.append("")
+    notes = [
+        f"- {r.get('n_atoms')} atoms ({part}): {r['note']}"
+        for part in ("atoms", "large")
+        for r in results.get(part, {}).get("rows", [])
+        if r.get("note")
+    ]
+    notes += [f"- {part}: {results[part]['note']}" for part in results if "note" in results[part]]
+    if notes:
+        out += ["## Notes", "", *notes, ""]
     return "\n".join(out) + DESIGN_NOTE
 
 
