@@ -11,9 +11,10 @@ by (displaced atoms, atoms) and packed greedily in that order into batches withi
 `FORCE_CONSTANTS_BUDGET`. The static ``max_atoms`` of a batch is its padded node count
 (`padded_max_atoms`), so a compiled program depends only on the batch's padded shape, not on
 the other crystals of the call (the persistent compilation cache serves it to later calls):
-the 5,261 crystals of the shipped pool need 14 programs (23 before). A crystal larger than the budget
-is alone in its batch, padded to a multiple of `LARGE_EDGE_QUANTUM` edges instead of the
-next power of two (the memory and time of the pass are those of the padded edges).
+the 5,261 crystals of the shipped pool need 14 programs (23 before). Above 2,048 edges a
+batch is padded to a multiple of `LARGE_EDGE_QUANTUM` edges instead of the next power of
+two (the memory and time of the pass are those of the padded edges); a crystal larger than
+the budget is alone in its batch.
 
 Memory (`estimate_bytes`, `check_memory`, `fitting_chunk`): before any Hessian, each
 batch's memory is estimated from its padded edges; a batch whose ``chunk`` tangents at once
