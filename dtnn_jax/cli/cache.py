@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     compiled = compilation_cache_dir() if not args.cache_dir else root / "jax"
     entries = cache_entries(root) if root.is_dir() else []
+    # whole-list entries of the cache format before the per-crystal one (no longer read)
+    legacy = (
+        [p for p in root.glob("*-*.*") if p.suffix in (".npz", ".json")] if root.is_dir() else []
+    )
     if args.cache_command == "info":
         print(f"cache directory: {root}")
         total = 0
@@ -59,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {kind:16s} {len(mine):7d} crystals  {_size(sum(mine))}")
         print(f"  {'total':16s} {len(entries):7d} entries   {_size(total)}")
         print(f"  limit {_size(_max_bytes())} (${MAX_GB_ENV}; least recently used evicted)")
+        if legacy:
+            nbytes = sum(p.stat().st_size for p in legacy)
+            print(f"  {len(legacy)} files of the old whole-list format ({_size(nbytes)}, unused)")
         if compiled is not None:
             n, nbytes = _tree_bytes(compiled)
             print(f"compiled programs: {compiled}  {n} files  {_size(nbytes)}")
@@ -68,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         if args.kind is None or path.parent.parent.name == args.kind:
             path.unlink(missing_ok=True)
             removed += 1
+    if args.kind is None:
+        for path in legacy:
+            path.unlink(missing_ok=True)
     print(f"removed {removed} entries from {root / CRYSTALS_DIR}")
     if args.compiled and compiled is not None and compiled.is_dir():
         n, _ = _tree_bytes(compiled)
