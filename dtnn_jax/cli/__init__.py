@@ -1,4 +1,4 @@
-"""The ``dtnn`` command line: ``dtnn data|featurize|train|predict|screen|models ...``.
+"""The ``dtnn`` command line: ``dtnn data|featurize|train|predict|screen|models|cache ...``.
 
 One module per command (`dtnn_jax.cli.data`, ...), each with ``register(subparsers)`` and a
 ``run(args)``. The modules import nothing heavy at module level, so ``dtnn --help`` and
@@ -17,7 +17,7 @@ import sys
 from dtnn_jax.cli.common import CommandError
 
 # command modules, in the order `dtnn --help` lists them
-_COMMANDS = ("data", "featurize", "train", "predict", "screen", "models")
+_COMMANDS = ("data", "featurize", "train", "predict", "screen", "models", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

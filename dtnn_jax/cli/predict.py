@@ -170,7 +170,13 @@ def predict_records(
     records = []
     with tqdm(total=len(inputs), disable=not progress, desc="predict", unit="crystal") as bar:
         stream = predict_crystals(
-            model, inputs, inversion_average=inversion_average, phonons=phonons, **prepare
+            model,
+            inputs,
+            inversion_average=inversion_average,
+            phonons=phonons,
+            targets=targets,
+            progress=progress,
+            **prepare,
         )
         for record in stream:
             records.append(record.as_dict(targets))

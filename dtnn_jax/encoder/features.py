@@ -5,7 +5,7 @@
   layers' features, edge radial features), device-parallel;
 * `graphs_with_features(structures, layer)`: single-crystal graphs that carry one layer's
   features (``nodes["features"]``) and the radial basis (``edges["radial"]``), the readout's
-  training input, through the verified on-disk cache (`dtnn_jax.encoder.cache`).
+  training input, through the verified per-crystal on-disk cache (`dtnn_jax.encoder.cache`).
 
 `encoder_energy` is the potential energy of one crystal.
 """
@@ -22,7 +22,7 @@ from pymatgen.core import Structure
 
 from dtnn_jax import parallel
 from dtnn_jax.config import DEFAULT_ENCODER_LAYER
-from dtnn_jax.encoder.cache import FeatureCache, cache_key
+from dtnn_jax.encoder.cache import CrystalCache
 from dtnn_jax.encoder.interface import FrozenEncoder
 from dtnn_jax.encoder.registry import get_encoder
 from dtnn_jax.graph import BatchBudget, with_features
@@ -136,19 +136,29 @@ def encoder_energy(structure, encoder: str | FrozenEncoder | None = None) -> flo
     return float(energies[0])
 
 
+def features_setting(encoder: FrozenEncoder, layer: int) -> str:
+    """What a feature cache entry depends on besides the crystal."""
+    return (
+        f"{encoder.key}|{encoder.weights_sha256}|L{layer}|cutoff{encoder.cutoff_angstrom}|float32"
+    )
+
+
 def graphs_with_features(
     structures: Sequence[Structure],
     layer: int,
     cache_dir: str | Path | None = None,
     progress: bool = True,
     encoder: str | FrozenEncoder | None = None,
+    graphs: Sequence[jraph.GraphsTuple] | None = None,
 ) -> list[jraph.GraphsTuple]:
     """Single-crystal graphs carrying one layer's encoder features, from the cache if valid.
 
     Each graph has ``nodes["features"]`` [n_atoms, D] (layer ``layer``) and
     ``edges["radial"]`` [n_edges, n_basis] besides the usual graph fields: the readout's
-    input contract. The encoder runs only on a cache miss; a cache entry is verified against
-    its checksum and rebuilt if it is stale, truncated or corrupt.
+    input contract. The cache (`dtnn_jax.encoder.cache.CrystalCache`, kind ``features``)
+    holds one entry per crystal, written as each encoder batch finishes; the encoder runs
+    only on the crystals without a valid entry (an entry is verified against its checksum
+    and its graph's node and edge counts, and rebuilt if stale, truncated or corrupt).
 
     Args:
         structures: validated pymatgen Structures (e.g. dataset records' structures).
@@ -156,48 +166,53 @@ def graphs_with_features(
         cache_dir: cache directory (default ``$DTNN_JAX_CACHE`` or ``~/.cache/dtnn_jax``).
         progress: show a progress bar while encoding.
         encoder: registry name or encoder (default "sevennet-0").
+        graphs: the structures' graphs at the encoder's cutoff, if already built (the
+            input pass): no second neighbour search.
     """
     import warnings
 
     encoder = get_encoder(encoder)
     encoder.check_layer(layer)
-    graphs = [
-        crystal_graph(s, encoder, source=f"#{i} ({s.formula})") for i, s in enumerate(structures)
-    ]
-    cache = FeatureCache(cache_dir)
-    key = cache_key(encoder, structures, layer)
-    n_node = np.array([int(g.n_node[0]) for g in graphs], np.int64)  # [n_crystal]
-    n_edge = np.array([int(g.n_edge[0]) for g in graphs], np.int64)  # [n_crystal]
-    arrays = cache.load(key)
-    if arrays is not None and not (
-        np.array_equal(arrays.get("n_node"), n_node)
-        and np.array_equal(arrays.get("n_edge"), n_edge)
-    ):  # e.g. written by a version with different graph building
-        warnings.warn(
-            f"feature cache {cache.path(key)} does not match the graphs of these structures; "
-            "rebuilding it",
-            stacklevel=2,
-        )
-        arrays = None
-    if arrays is None:
-        features, radial = [], []
-        for _, out in encode(encoder, graphs, progress=progress):
-            features.append(out["features"][layer - 1])
-            radial.append(out["radial"])
-        arrays = {
-            "features": np.concatenate(features).astype(np.float32),
-            "radial": np.concatenate(radial).astype(np.float32),
-            "n_node": n_node,
-            "n_edge": n_edge,
-        }
-        cache.store(key, arrays)
-    node_off = np.concatenate([[0], np.cumsum(arrays["n_node"])])
-    edge_off = np.concatenate([[0], np.cumsum(arrays["n_edge"])])
+    if graphs is None:
+        graphs = [
+            crystal_graph(s, encoder, source=f"#{i} ({s.formula})")
+            for i, s in enumerate(structures)
+        ]
+    cache = CrystalCache(cache_dir, "features", features_setting(encoder, layer))
+    entries: list = [None] * len(graphs)
+    for i, (s, g) in enumerate(zip(structures, graphs, strict=True)):
+        arrays = cache.load(s)
+        if arrays is None:
+            continue
+        if int(arrays.get("n_node", -1)) == int(g.n_node[0]) and int(
+            arrays.get("n_edge", -1)
+        ) == int(g.n_edge[0]):
+            entries[i] = arrays
+        else:  # e.g. written by a version with different graph building
+            warnings.warn(
+                f"feature cache entry of #{i} ({s.formula}) does not match its graph; "
+                "rebuilding it",
+                stacklevel=2,
+            )
+    todo = [i for i, e in enumerate(entries) if e is None]
+    if todo:
+        for idx, out in encode(encoder, [graphs[i] for i in todo], progress=progress):
+            node_off = np.cumsum([0] + [int(graphs[todo[k]].n_node[0]) for k in idx])
+            edge_off = np.cumsum([0] + [int(graphs[todo[k]].n_edge[0]) for k in idx])
+            items = []
+            for j, k in enumerate(idx):
+                i = todo[k]
+                entries[i] = {
+                    "features": out["features"][layer - 1][node_off[j] : node_off[j + 1]].astype(
+                        np.float32
+                    ),
+                    "radial": out["radial"][edge_off[j] : edge_off[j + 1]].astype(np.float32),
+                    "n_node": np.array(graphs[i].n_node[0], np.int64),
+                    "n_edge": np.array(graphs[i].n_edge[0], np.int64),
+                }
+                items.append((structures[i], entries[i]))
+            cache.store_many(items)  # this batch is kept even if the run is killed later
     return [
-        with_features(
-            g,
-            nodes={"features": arrays["features"][node_off[i] : node_off[i + 1]]},
-            edges={"radial": arrays["radial"][edge_off[i] : edge_off[i + 1]]},
-        )
-        for i, g in enumerate(graphs)
+        with_features(g, nodes={"features": e["features"]}, edges={"radial": e["radial"]})
+        for g, e in zip(graphs, entries, strict=True)
     ]

@@ -141,3 +141,20 @@ def select_fields(graph: jraph.GraphsTuple, nodes=(), edges=(), globals_=()) -> 
         edges={k: graph.edges[k] for k in edges if k in graph.edges},
         globals={k: v for k, v in (graph.globals or {}).items() if k in globals_},
     )
+
+
+def invert(batch: jraph.GraphsTuple) -> jraph.GraphsTuple:
+    """The inverted crystal -x: positions, edge shifts and lattice negated.
+
+    Every bond vector r_ij = pos[j] - pos[i] + shift flips sign; the integer cell offsets
+    stay (shift = offset @ lattice with the negated lattice), so the neighbour list is the
+    same and the graph needs no rebuild.
+    """
+    glob = dict(batch.globals or {})
+    if "lattice" in glob:
+        glob["lattice"] = -glob["lattice"]
+    return batch._replace(
+        nodes={**batch.nodes, "positions": -batch.nodes["positions"]},
+        edges={**batch.edges, "shifts": -batch.edges["shifts"]},
+        globals=glob,
+    )

@@ -6,8 +6,11 @@ devices. Inputs are validated one by one first, so one bad crystal never loses t
 
 Physics targets (`ExperimentConfig.physics`): the forward gives each member's Born charges;
 eps_ion = C / Omega * Z Kinv Z is then formed on the host in float64 with each crystal's
-force constants K (`dtnn_jax.physics.force_constants`), and a bundle with electronic and
-ionic parts but no total serves total = electronic + ionic member by member.
+force constants K (`dtnn_jax.inference.ionic`), and a bundle with electronic and ionic parts
+but no total serves total = electronic + ionic member by member. Only what the requested
+targets need runs: electronic alone runs no ionic head and no K (the Hessian code is not
+even imported); Born charges alone run the head but no K; K comes from the per-crystal
+cache, computed from the input pass's graphs (one neighbour search per crystal).
 
 Symmetry: Nequix encoders track parity (O(3)), so their models need no averaging. SevenNet-0
 (the fast model) is equivariant under proper rotations only (SO(3)): its l = 1 features
@@ -27,72 +30,25 @@ two forward passes (compiled into one function).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import jax
-import jraph
 import numpy as np
 
 from dtnn_jax import parallel
 from dtnn_jax.config import TARGETS
 from dtnn_jax.encoder import FrozenEncoder, get_encoder
 from dtnn_jax.graph import BatchBudget, with_features
+from dtnn_jax.graph.geometry import invert
 from dtnn_jax.inference.bundle import ModelBundle, load_bundle
+from dtnn_jax.inference.prediction import Prediction, ensemble_statistics
 from dtnn_jax.inputs import CrystalInput, prepare_inputs
 from dtnn_jax.io import StructureInputError
 from dtnn_jax.models.scaling import TargetScaler
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    """Predicted tensors for n crystals; rows of failed inputs are NaN.
-
-    Attributes:
-        mean: target -> [n, 3, 3] ensemble-mean tensor.
-        std: target -> [n, 3, 3] ensemble standard deviation per component (population
-            std over members; 0 for a single-member ensemble); the calibrated 1-sigma when
-            the bundle carries a calibration (`dtnn_jax.inference.calibration`).
-        eps_poly_std: target -> [n] ensemble standard deviation of eps_poly = tr/3.
-        errors: [n] None, or the reason the input could not be predicted.
-        sources: [n] a name for each crystal (file path or ``#index (formula)``).
-        ids: [n] the row id of each crystal (file stem, ``file#k``, material id or
-            ``#index``).
-        warnings: [n] None, or why a prediction may not mean what it seems (e.g. a slab).
-        born_charges: [n] with a physics ionic model: each crystal's ensemble-mean Born
-            effective charges [n_atoms, 3, 3] (e; first index the field direction; the
-            acoustic sum rule holds), None for failed inputs; empty otherwise.
-        force_constants: [n] with a physics ionic model: each crystal's
-            `dtnn_jax.physics.force_constants.ForceConstants` (K at the given geometry,
-            residual forces), None for failed inputs; empty otherwise.
-    """
-
-    mean: dict[str, np.ndarray]
-    std: dict[str, np.ndarray]
-    eps_poly_std: dict[str, np.ndarray]
-    errors: list[str | None]
-    sources: list[str]
-    ids: list[str] = dataclasses.field(default_factory=list)
-    warnings: list[str | None] = dataclasses.field(default_factory=list)
-    born_charges: list[np.ndarray | None] = dataclasses.field(default_factory=list)
-    force_constants: list[Any] = dataclasses.field(default_factory=list)
-    # [n] with a physics ionic model: each member's Born charges [n_members, n_atoms, 3, 3]
-    # (what `dtnn_jax.spectra` averages the mode strengths over), None for failed inputs
-    born_charge_members: list[np.ndarray | None] = dataclasses.field(default_factory=list)
-    # target -> [n, n_members, 3, 3] every member's tensor (NaN rows for failed inputs): what
-    # `dtnn_jax.inference.calibration` fits on; ``std`` is calibrated when the bundle is
-    ensemble_std: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    members: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-
-    @property
-    def ok(self) -> np.ndarray:
-        """[n] bool, True where the prediction succeeded."""
-        return np.array([e is None for e in self.errors])
 
 
 class DielectricModel:
@@ -153,22 +109,20 @@ class DielectricModel:
             return self.ensemble_size("electronic")
         return len(self.bundle.targets[target].members)
 
-    @functools.cached_property
-    def _apply(self):
-        """The jitted ensemble forward (equivariance: see the module docstring)."""
-        return self._forward(inversion_average=False)
+    def _apply_for(self, heads: tuple[str, ...], inversion_average: bool):
+        """The jitted ensemble forward of the ``heads`` targets only (one per head set)."""
+        cache = self.__dict__.setdefault("_applies", {})
+        if (heads, inversion_average) not in cache:
+            cache[heads, inversion_average] = self._forward(inversion_average, heads)
+        return cache[heads, inversion_average]
 
-    @functools.cached_property
-    def _apply_inversion_averaged(self):
-        """The jitted ensemble forward averaged over x and -x (O(3)-equivariant)."""
-        return self._forward(inversion_average=True)
-
-    def _forward(self, inversion_average: bool):
+    def _forward(self, inversion_average: bool, targets: tuple[str, ...] | None = None):
         encoder = self.encoder
         from dtnn_jax.models.factory import model_for
 
         heads = {}
-        for t, tm in self.bundle.targets.items():
+        for t in targets or tuple(self.bundle.targets):
+            tm = self.bundle.targets[t]
             module = model_for(tm.config)
             method = type(module).charges if tm.config.physics is not None else None
             heads[t] = (module, method, tm.config.encoder_layer)
@@ -212,14 +166,50 @@ class DielectricModel:
         budget: BatchBudget | None = None,
         progress: bool = False,
         inversion_average: bool = False,
+        targets: Sequence[str] | None = None,
+        born_charges: bool = True,
+        force_constants: bool = False,
     ) -> Prediction:
-        """All targets for crystals that went through the input pass (`prepare`)."""
+        """The requested targets for crystals that went through the input pass (`prepare`).
+
+        Only what the request needs runs: the heads of ``targets`` (default: all of the
+        model's), and the force constants K only for a physics target's eps_ion (not for
+        the electronic tensor, nor for Born charges alone).
+
+        Args:
+            crystals: from `prepare`.
+            budget, progress, inversion_average: see `predict_detailed`.
+            targets: the targets wanted (default all); `Prediction.mean` holds these.
+            born_charges: also run the physics heads for their Born charges (ignored for a
+                model without them); False leaves `Prediction.born_charges` empty unless a
+                requested target computes them anyway.
+            force_constants: compute K even if no requested target needs it (for phonons).
+        """
+        from dtnn_jax.inference.ionic import (
+            computed_targets,
+            mean_born_charges,
+            needs_force_constants,
+            physics_eps,
+        )
+
+        wanted = tuple(self.targets if targets is None else targets)
+        unknown = [t for t in wanted if t not in self.targets]
+        if unknown:
+            raise ValueError(f"model {self.name} has no {unknown[0]!r} target ({self.targets})")
+        eps_heads = computed_targets(self, wanted)
+        born_heads = self.physics_targets if (born_charges or force_constants) else ()
+        heads = tuple(t for t in self.bundle.targets if t in eps_heads or t in born_heads)
+        physics_heads = tuple(t for t in heads if t in self.physics_targets)
         n = len(crystals)
         good = [i for i, c in enumerate(crystals) if c.graph is not None]
-        args = (self.encoder.params, self._stacked, self._scalers)
-        apply = self._apply_inversion_averaged if inversion_average else self._apply
+        args = (
+            self.encoder.params,
+            {t: self._stacked[t] for t in heads},
+            {t: self._scalers[t] for t in heads},
+        )
+        apply = self._apply_for(heads, inversion_average)
         graphs = [crystals[i].graph for i in good]
-        if self.physics_targets:
+        if physics_heads:
             from dtnn_jax.physics.born import nominal_charges
 
             graphs = [
@@ -227,38 +217,30 @@ class DielectricModel:
                 for g, i in zip(graphs, good, strict=True)
             ]
         # per target and good crystal: [n_members, 3, 3] eps, or [n_members, n_atoms, 3, 3] Z
-        members: dict[str, list] = {t: [None] * len(good) for t in self.bundle.targets}
+        members: dict[str, list] = {t: [None] * len(good) for t in heads}
         batches = parallel.map_batches(
             apply, args, graphs, budget or self.encoder.budget, progress, desc="predict"
         )
         for idx, (res, n_node) in batches:  # idx: positions in ``good``
             offsets = np.concatenate([[0], np.cumsum(n_node)])
             for j, k in enumerate(idx):
-                for t in self.bundle.targets:
+                for t in heads:
                     if t in self.physics_targets:
                         members[t][k] = res[t][:, offsets[j] : offsets[j + 1]]
                     else:
                         members[t][k] = res[t][:, j]
-        born, fcs, born_members = [], [], []
-        if self.physics_targets:
-            born, fcs, born_members = self._physics(crystals, good, members, progress)
-        mean = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
-        std = {t: np.full((n, 3, 3), np.nan, np.float32) for t in self.targets}
-        poly_std = {t: np.full(n, np.nan, np.float32) for t in self.targets}
-        if self.summed_total:
+        born, born_members = mean_born_charges(self, crystals, good, members, physics_heads)
+        fcs: list = []
+        eps_physics = tuple(t for t in physics_heads if t in eps_heads)
+        if force_constants or needs_force_constants(self, eps_physics):
+            fcs = physics_eps(self, crystals, good, members, eps_physics, progress)
+        if self.summed_total and "total" in wanted:
             members["total"] = [
                 e + i for e, i in zip(members["electronic"], members["ionic"], strict=True)
             ]
-        every = {t: np.full((n, self.ensemble_size(t), 3, 3), np.nan) for t in self.targets}
-        for t in self.targets:
-            for k, row in enumerate(good):
-                eps = np.asarray(members[t][k], np.float64)  # [n_members, 3, 3]
-                every[t][row] = eps
-                mean[t][row] = eps.mean(0)
-                std[t][row] = eps.std(0)
-                poly_std[t][row] = (np.trace(eps, axis1=-2, axis2=-1) / 3.0).std()
+        mean, std, poly_std, every = ensemble_statistics(members, wanted, n, good)
         raw_std = {t: v.copy() for t, v in std.items()}
-        if self.calibration is not None:  # issue 22: calibrated 1-sigma (bundle.json)
+        if self.calibration is not None:  # the calibrated 1-sigma (bundle.json)
             std, poly_std = self.calibration.apply(mean, std, poly_std)
         return Prediction(
             mean=mean,
@@ -274,34 +256,6 @@ class DielectricModel:
             ensemble_std=raw_std,
             members=every,
         )
-
-    def _physics(self, crystals, good, members, progress):
-        """eps_ion of the physics targets, member by member, from the members' Born charges
-        (in ``members``, replaced by eps in place) and each crystal's K; float64 on the host.
-
-        Returns the per-crystal ensemble-mean Born charges, force constants and the members'
-        Born charges.
-        """
-        from dtnn_jax.physics.dielectric import IONIC_PREFACTOR_EV_ANGSTROM
-        from dtnn_jax.physics.force_constants import force_constants
-
-        structures = [crystals[i].structure for i in good]
-        fcs = force_constants(structures, self.encoder, progress=progress) if good else []
-        born: list = [None] * len(crystals)
-        k_list: list = [None] * len(crystals)
-        born_members: list = [None] * len(crystals)
-        for t in self.physics_targets:
-            physics = self.bundle.targets[t].config.physics
-            for k, (row, fc) in enumerate(zip(good, fcs, strict=True)):
-                z = np.asarray(members[t][k], np.float64)  # [n_members, n_atoms, 3, 3]
-                kinv = fc.optical_pseudo_inverse(physics.treatment, physics.floor).kinv_a2_per_ev
-                zs = np.swapaxes(z, -1, -2).reshape(z.shape[0], -1, 3)  # [M, 3N, 3]
-                eps = np.einsum("mia,ij,mjb->mab", zs, kinv, zs)  # [M, 3, 3]
-                members[t][k] = IONIC_PREFACTOR_EV_ANGSTROM / crystals[row].structure.volume * eps
-                born[row] = z.mean(0).astype(np.float32)
-                born_members[row] = z
-                k_list[row] = fc
-        return born, k_list, born_members
 
     def predict_detailed(
         self,
@@ -342,8 +296,14 @@ class DielectricModel:
             raise ValueError(f"target must be one of {(*self.targets, 'all')}, got {target!r}")
         if errors not in ("raise", "nan"):
             raise ValueError(f"errors must be 'raise' or 'nan', got {errors!r}")
+        wanted = self.targets if target == "all" else (target,)
         crystals = self.prepare(structures)
-        result = self.predict_inputs(crystals, inversion_average=inversion_average)
+        result = self.predict_inputs(
+            crystals,
+            inversion_average=inversion_average,
+            targets=wanted,
+            born_charges=return_born_charges,
+        )
         for source, warning in zip(result.sources, result.warnings, strict=True):
             if warning:
                 warnings.warn(f"{source}: {warning}", stacklevel=2)
@@ -367,23 +327,6 @@ class DielectricModel:
         if return_born_charges:
             return (*out, result.born_charges) if return_std else (out, result.born_charges)
         return out
-
-
-def invert(batch: jraph.GraphsTuple) -> jraph.GraphsTuple:
-    """The inverted crystal -x: positions, edge shifts and lattice negated.
-
-    Every bond vector r_ij = pos[j] - pos[i] + shift flips sign; the integer cell offsets
-    stay (shift = offset @ lattice with the negated lattice), so the neighbour list is the
-    same and the graph needs no rebuild.
-    """
-    glob = dict(batch.globals or {})
-    if "lattice" in glob:
-        glob["lattice"] = -glob["lattice"]
-    return batch._replace(
-        nodes={**batch.nodes, "positions": -batch.nodes["positions"]},
-        edges={**batch.edges, "shifts": -batch.edges["shifts"]},
-        globals=glob,
-    )
 
 
 @functools.cache

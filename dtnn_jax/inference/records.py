@@ -184,7 +184,7 @@ def _records(
 ) -> list[CrystalPrediction]:
     from dtnn_jax.inference.cautions import joined, prediction_cautions
 
-    props = {t: tensor_properties(prediction.mean[t]) for t in model.targets}
+    props = {t: tensor_properties(prediction.mean[t]) for t in prediction.mean}
     cautions = prediction_cautions(model, crystals, prediction)
     out = []
     for k, crystal in enumerate(crystals):
@@ -202,7 +202,7 @@ def _records(
                     eps_poly_std=float(prediction.eps_poly_std[t][k]),
                     anisotropy=float(props[t].anisotropy[k]),
                 )
-                for t in model.targets
+                for t in prediction.mean
             }
         n = props["electronic"].refractive_index[k] if "electronic" in props else np.nan
         unstable = cautions[k].unstable
@@ -240,6 +240,8 @@ def predict_crystals(
     max_atoms: int | None = None,
     allow_isolated: bool = False,
     phonons: bool = False,
+    targets: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> Iterator[CrystalPrediction]:
     """Streams a `CrystalPrediction` per crystal of ``inputs``, in input order.
 
@@ -252,6 +254,9 @@ def predict_crystals(
         budget: padded-batch limits (default: the encoder's).
         max_atoms, allow_isolated: options of the input pass (`dtnn_jax.inputs`).
         phonons: with a physics ionic model, also each crystal's Gamma phonons.
+        targets: the targets wanted (default all of the model's); only what they need is
+            computed (e.g. no force constants for electronic alone, unless ``phonons``).
+        progress: progress bars of the model's passes (the force constants per crystal).
     """
     if phonons and not model.physics_targets:
         raise ValueError(
@@ -261,6 +266,18 @@ def predict_crystals(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     crystals = prepare_inputs(inputs, model.encoder, max_atoms, allow_isolated)
+    computed = None  # the electronic tensor (the refractive index) costs no Hessian: always
+    if targets is not None:
+        extra = ("electronic",) if "electronic" in model.targets else ()
+        computed = tuple(dict.fromkeys([*targets, *extra]))
     while chunk := list(itertools.islice(crystals, chunk_size)):
-        prediction = model.predict_inputs(chunk, budget, inversion_average=inversion_average)
+        prediction = model.predict_inputs(
+            chunk,
+            budget,
+            progress=progress,
+            inversion_average=inversion_average,
+            targets=computed,
+            born_charges=phonons or targets is None or set(targets) != {"electronic"},
+            force_constants=phonons,
+        )
         yield from _records(model, chunk, prediction, phonons)

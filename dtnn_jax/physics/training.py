@@ -6,7 +6,9 @@ the contraction needs: ``nodes["charge_nominal"]`` [n_atoms] (e), ``globals["kin
 [1, 3L, 3L] (the optical pseudo-inverse of the frozen potential's force constants at the
 given geometry, A^2/eV, zero-padded to L atoms, the largest crystal of the set) and
 ``globals["volume"]`` [1] (A^3). K comes from `dtnn_jax.physics.force_constants` (cached by
-content hash), so building these graphs twice costs nothing.
+content hash, per crystal), so building these graphs twice costs nothing. The neighbour
+search runs once per crystal, at the larger of the two encoders' cutoffs; the other graph
+is derived from it by edge length (`dtnn_jax.physics.force_constant_pass.graph_at_cutoff`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import numpy as np
 
 from dtnn_jax.constants import PHYSICS_ENCODER as DEFAULT_PHYSICS_ENCODER
 from dtnn_jax.encoder.features import graphs_with_features
+from dtnn_jax.encoder.registry import get_encoder
 from dtnn_jax.graph import with_features
+from dtnn_jax.inputs import crystal_graph
 from dtnn_jax.physics.born import nominal_charges
+from dtnn_jax.physics.force_constant_pass import graph_at_cutoff
 from dtnn_jax.physics.force_constants import force_constants
 
 
@@ -55,10 +60,34 @@ def ionic_graphs(
         cache_dir: the feature and force-constant cache.
         progress: progress bars.
     """
+    feature_encoder, k_encoder = get_encoder(feature_encoder), get_encoder(k_encoder)
+    # one neighbour search per crystal: at the larger cutoff, the other derived from it
+    wide = max((feature_encoder, k_encoder), key=lambda e: e.cutoff_angstrom)
+    wide_graphs = [
+        crystal_graph(s, wide, source=f"#{i} ({s.formula})") for i, s in enumerate(structures)
+    ]
+    cutoff = wide.cutoff_angstrom
     graphs = graphs_with_features(
-        structures, layer, cache_dir=cache_dir, progress=progress, encoder=feature_encoder
+        structures,
+        layer,
+        cache_dir=cache_dir,
+        progress=progress,
+        encoder=feature_encoder,
+        graphs=[
+            g
+            if feature_encoder.cutoff_angstrom == cutoff
+            else graph_at_cutoff(g, feature_encoder.cutoff_angstrom)
+            for g in wide_graphs
+        ],
     )
-    fcs = force_constants(structures, k_encoder, cache_dir=cache_dir, progress=progress)
+    fcs = force_constants(
+        structures,
+        k_encoder,
+        cache_dir=cache_dir,
+        progress=progress,
+        graphs=wide_graphs,
+        graphs_cutoff=cutoff,
+    )
     slots = slots or max(len(s) for s in structures)
     out = []
     for graph, fc, structure in zip(graphs, fcs, structures, strict=True):

@@ -11,8 +11,12 @@ from pymatgen.core import Lattice, Structure
 
 from dtnn_jax.config import ExperimentConfig
 from dtnn_jax.encoder import available_encoders, get_encoder
-from dtnn_jax.encoder.cache import cache_key
-from dtnn_jax.encoder.features import encoder_energy, featurize, graphs_with_features
+from dtnn_jax.encoder.features import (
+    encoder_energy,
+    features_setting,
+    featurize,
+    graphs_with_features,
+)
 from dtnn_jax.graph import BatchBudget, pad_to_bucket
 from dtnn_jax.inference import DielectricModel, Member, ModelBundle, TargetModel
 from dtnn_jax.models import DTNN, TargetScaler
@@ -57,7 +61,7 @@ def test_featurize_and_energy_by_encoder_name(chiral):
 
 
 def test_cache_is_keyed_by_encoder(chiral, tmp_path):
-    keys = {name: cache_key(get_encoder(name), [chiral], 2) for name in available_encoders()}
+    keys = {name: features_setting(get_encoder(name), 2) for name in available_encoders()}
     assert len(set(keys.values())) == len(keys)
     graphs = graphs_with_features([chiral], 2, cache_dir=tmp_path, progress=False, encoder=NEQUIX)
     assert graphs[0].nodes["features"].shape == (3, 704)

@@ -157,13 +157,13 @@ def _no_encoder(*_args, **_kwargs):
 
 
 def _cache_files(cache_dir):
-    return sorted(p.name for p in cache_dir.iterdir())
+    return sorted(p.name for p in (cache_dir / "crystals" / "features").glob("*/*.npz"))
 
 
 def test_cache_written_then_read_without_encoder(crystals, batch_features, tmp_path, monkeypatch):
     graphs = graphs_with_features(crystals, layer=4, cache_dir=tmp_path, progress=False)
     names = _cache_files(tmp_path)
-    assert len(names) == 2 and any(n.endswith(".npz") for n in names)
+    assert len(names) == len(crystals)  # one entry per crystal
     for g, want, s in zip(graphs, batch_features, crystals, strict=True):
         assert g.nodes["features"].shape == (len(s), 480)
         assert g.edges["radial"].shape == (int(g.n_edge[0]), 8)
@@ -172,69 +172,82 @@ def test_cache_written_then_read_without_encoder(crystals, batch_features, tmp_p
     monkeypatch.setattr(features_module, "encode", _no_encoder)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a valid cache is read silently
-        again = graphs_with_features(crystals, layer=4, cache_dir=tmp_path, progress=False)
-    for a, b in zip(graphs, again, strict=True):
+        again = graphs_with_features(crystals[::-1], layer=4, cache_dir=tmp_path, progress=False)
+    for a, b in zip(graphs, again[::-1], strict=True):  # any order, any sub-list
         np.testing.assert_array_equal(a.nodes["features"], b.nodes["features"])
         np.testing.assert_array_equal(a.edges["radial"], b.edges["radial"])
         np.testing.assert_array_equal(a.senders, b.senders)
     assert _cache_files(tmp_path) == names
 
 
-def test_cache_key_depends_on_layer_and_structures(crystals, tmp_path):
+def test_superset_encodes_only_new_crystals(crystals, tmp_path, monkeypatch):
+    graphs_with_features(crystals[:2], layer=4, cache_dir=tmp_path, progress=False)
+    encoded = []
+    real_encode = features_module.encode
+
+    def counting_encode(encoder, graphs, *args, **kwargs):
+        encoded.append(len(graphs))
+        return real_encode(encoder, graphs, *args, **kwargs)
+
+    monkeypatch.setattr(features_module, "encode", counting_encode)
+    graphs_with_features(crystals, layer=4, cache_dir=tmp_path, progress=False)
+    assert encoded == [1] and len(_cache_files(tmp_path)) == 3
+
+
+def test_cache_setting_depends_on_layer_and_crystal(crystals, tmp_path):
     encoder = get_encoder()
-    key = cache_module.cache_key(encoder, crystals, 4)
-    assert key == cache_module.cache_key(encoder, list(crystals), 4)
-    assert key != cache_module.cache_key(encoder, crystals, 3)
-    assert key != cache_module.cache_key(encoder, crystals[:2], 4)
-    assert key != cache_module.cache_key(encoder, crystals[::-1], 4)
+    cache = cache_module.CrystalCache(
+        tmp_path, "features", features_module.features_setting(encoder, 4)
+    )
+    other_layer = cache_module.CrystalCache(
+        tmp_path, "features", features_module.features_setting(encoder, 3)
+    )
+    key = cache.key(crystals[0])
+    assert key == cache.key(crystals[0].copy()) and key != other_layer.key(crystals[0])
+    assert key != cache.key(crystals[1])
     moved = crystals[0].copy()
     moved.translate_sites([1], [0.001, 0.0, 0.0], frac_coords=False)
-    assert key != cache_module.cache_key(encoder, [moved, *crystals[1:]], 4)
+    assert key != cache.key(moved)
     graphs_with_features(crystals[:2], layer=4, cache_dir=tmp_path, progress=False)
     graphs_with_features(crystals[:2], layer=5, cache_dir=tmp_path, progress=False)
-    assert len([n for n in _cache_files(tmp_path) if n.endswith(".npz")]) == 2
+    assert len(_cache_files(tmp_path)) == 4
 
 
-@pytest.mark.parametrize(
-    "damage", ["truncate", "garbage", "checksum", "missing_meta", "stale_graphs"]
-)
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "checksum", "stale_graphs"])
 def test_damaged_cache_is_detected_and_rebuilt(crystals, tmp_path, monkeypatch, damage):
     structures = crystals[:2]
     first = graphs_with_features(structures, layer=5, cache_dir=tmp_path, progress=False)
-    (npz,) = tmp_path.glob("*.npz")
-    meta = npz.with_suffix(".json")
+    setting = features_module.features_setting(get_encoder(), 5)
+    cache = cache_module.CrystalCache(tmp_path, "features", setting)
+    npz = cache.path(cache.key(structures[0]))
     if damage == "truncate":
         npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
     elif damage == "garbage":
         data = bytearray(npz.read_bytes())
         data[-200:-100] = b"\x00" * 100
         npz.write_bytes(bytes(data))
-    elif damage == "checksum":
-        content = json.loads(meta.read_text())
-        content["sha256"] = "0" * 64
-        meta.write_text(json.dumps(content))
-    elif damage == "missing_meta":
-        meta.unlink()
-    else:  # a valid checksum, but written for other graphs (e.g. other graph-building code)
+    elif damage == "checksum":  # altered numbers in a valid npz
         with np.load(npz) as f:
             arrays = {k: f[k] for k in f.files}
-        arrays["n_edge"] = arrays["n_edge"] + np.array([1, -1])
-        cache_module.FeatureCache(tmp_path).store(npz.stem.removeprefix("features-"), arrays)
+        arrays["features"][0, 0] += 1.0
+        np.savez(npz, **arrays)
+    else:  # a valid checksum, but written for another graph (e.g. other graph-building code)
+        with np.load(npz) as f:
+            arrays = {k: f[k] for k in f.files if not k.startswith("__")}
+        arrays["n_edge"] = arrays["n_edge"] + 1
+        cache.store(structures[0], arrays)
 
     calls = []
     real_encode = features_module.encode
 
-    def counting_encode(*args, **kwargs):
-        calls.append(1)
-        return real_encode(*args, **kwargs)
+    def counting_encode(encoder, graphs, *args, **kwargs):
+        calls.append(len(graphs))
+        return real_encode(encoder, graphs, *args, **kwargs)
 
     monkeypatch.setattr(features_module, "encode", counting_encode)
-    if damage == "missing_meta":  # an unverifiable cache is rebuilt (no warning needed)
+    with pytest.warns(UserWarning, match="(invalid|does not match).*rebuilding"):
         rebuilt = graphs_with_features(structures, layer=5, cache_dir=tmp_path, progress=False)
-    else:
-        with pytest.warns(UserWarning, match="(invalid|does not match).*rebuilding"):
-            rebuilt = graphs_with_features(structures, layer=5, cache_dir=tmp_path, progress=False)
-    assert calls == [1]
+    assert calls == [1]  # only the damaged crystal
     for a, b in zip(first, rebuilt, strict=True):
         np.testing.assert_array_equal(a.nodes["features"], b.nodes["features"])
     # the rebuilt cache is valid again: read without the encoder, without a warning

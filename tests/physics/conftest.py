@@ -1,8 +1,9 @@
 """Fixtures of the physics tests: tiny crystals, a toy pair potential, one padded shape.
 
 Every Nequix computation of these tests pads to the one shape of `TEST_BUDGET` (16 nodes,
-512 edges, 5 graphs) with ``max_atoms`` 4, so the float64 force-constant pass compiles
-once per session (and not at all on a re-run: the persistent compilation cache).
+512 edges, 5 graphs) with ``max_atoms`` 16 (its padded nodes), so the float64
+force-constant pass compiles once per session (and not at all on a re-run: the persistent
+compilation cache).
 """
 
 from __future__ import annotations

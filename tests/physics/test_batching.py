@@ -104,3 +104,72 @@ def test_grouping_sorts_by_tangents_and_keeps_every_crystal():
     assert [(n_slots[i], n_atoms[i]) for i in flat] == sorted(zip(n_slots, n_atoms, strict=True))
     assert all(len(g) <= 3 and sum(n_atoms[i] for i in g) <= 64 for g in groups)
     assert [atoms_bucket(n) for n in (1, 4, 5, 8, 9, 20, 33)] == [4, 4, 8, 8, 16, 32, 64]
+
+
+def test_graph_at_a_larger_cutoff_serves_a_smaller_one(rutile, caf2):
+    """Cut down by edge length, a 6 A graph has exactly the edges of a 4.5 A search."""
+    from dtnn_jax.graph import graph_from_structure
+    from dtnn_jax.physics.force_constant_pass import graph_at_cutoff
+
+    for s in (rattled(rutile, seed=4), caf2):
+        wide, want = graph_from_structure(s, 6.0), graph_from_structure(s, 4.5)
+        got = graph_at_cutoff(wide, 4.5)
+
+        def edges(g):
+            off = np.asarray(g.edges["offsets"])
+            return sorted(
+                zip(g.receivers.tolist(), g.senders.tolist(), map(tuple, off.tolist()), strict=True)
+            )
+
+        assert int(got.n_edge[0]) == int(want.n_edge[0]) < int(wide.n_edge[0])
+        assert edges(got) == edges(want)
+        reused = crystal_graphs([s], ToyEncoder(), "float64", graphs=[wide], graphs_cutoff=6.0)
+        assert edges(reused[0]._replace(edges={"offsets": got.edges["offsets"]})) == edges(want)
+
+
+def test_tangent_windows_add_up_to_the_whole(toy_batch):
+    """K computed in windows of chunks (progress within a large crystal) sums to K."""
+    _, _, batch, params, _, _ = toy_batch
+    with jax.enable_x64(True):
+        whole = batch_force_constants(toy_energy, params, batch, 8, 3)
+        parts = [
+            batch_force_constants(toy_energy, params, batch, 8, 3, np.int32(a), np.int32(b))
+            for a, b in ((0, 2), (2, 5), (5, -1))
+        ]
+    total = sum(np.asarray(p.k_ev_per_a2) for p in parts)
+    np.testing.assert_allclose(total, np.asarray(whole.k_ev_per_a2), atol=1e-12)
+
+
+def test_memory_estimate_refuses_before_any_work(caf2, monkeypatch):
+    from dtnn_jax.errors import InputError
+    from dtnn_jax.physics.force_constant_pass import HessianMemoryError, iter_force_constants
+
+    graphs = crystal_graphs([caf2], ToyEncoder(), "float64")
+    monkeypatch.setenv("DTNN_JAX_HESSIAN_MEMORY_GB", "0.01")
+    with pytest.raises(HessianMemoryError, match=r"CaF2.*3 atoms.*GB.*fast model") as err:
+        next(iter(iter_force_constants(ToyEncoder(), graphs, names=["CaF2"])))
+    assert isinstance(err.value, InputError)
+    monkeypatch.setenv("DTNN_JAX_HESSIAN_MEMORY_GB", "1000")
+    from dtnn_jax.physics.force_constant_pass import check_memory
+
+    check_memory(graphs, [[0]], BUDGET, "float64", 3, ["CaF2"])  # fits: no error
+
+
+def test_padding_of_large_batches():
+    """Above 2,048 edges a batch pads to a multiple of 1,024 edges, not the next power of
+    two; a lone crystal above the budget gets one graph slot; the programs depend only on
+    the padded shape (max_atoms = the padded nodes)."""
+    import jraph
+
+    from dtnn_jax.physics.force_constant_pass import padded_shape
+    from dtnn_jax.physics.hessian import FORCE_CONSTANTS_BUDGET
+
+    def sized(n_atoms, n_edges):
+        return jraph.GraphsTuple(
+            nodes=None, edges=None, senders=None, receivers=None, globals=None,
+            n_node=np.array([n_atoms]), n_edge=np.array([n_edges]),
+        )  # fmt: skip
+
+    assert padded_shape([sized(40, 2208)], FORCE_CONSTANTS_BUDGET) == (64, 3072, 17, 64)
+    assert padded_shape([sized(10, 500)], FORCE_CONSTANTS_BUDGET) == (16, 512, 17, 16)
+    assert padded_shape([sized(216, 9720)], FORCE_CONSTANTS_BUDGET) == (256, 10240, 2, 256)

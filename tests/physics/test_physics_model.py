@@ -155,3 +155,58 @@ def test_screen_refines_the_best_with_the_physics_model(model, tmp_path):
     assert refined == sorted(refined, reverse=True)  # ranked by the refined score
     assert all(r["eps_poly_ionic"] != "" for r in rows[:3])  # the physics model's parts
     assert rows[3]["prescreen_rank"] == "" and rows[3]["eps_poly_ionic"] == ""
+
+
+def test_only_what_the_targets_need_is_computed(model, monkeypatch):
+    """Electronic alone and Born charges alone run no Hessian; ionic and total do."""
+    from dtnn_jax.physics import force_constants as fc_module
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the Hessian ran for a target that does not need it")
+
+    monkeypatch.setattr(fc_module, "force_constants", refuse)
+    crystals = [_mgo_strained(), _nacl()]
+    eps = model.predict(crystals, "electronic")
+    assert eps.shape == (2, 3, 3) and np.all(np.isfinite(eps))
+    eps_too, born = model.predict(crystals, "electronic", return_born_charges=True)
+    np.testing.assert_array_equal(eps_too, eps)
+    assert [z.shape for z in born] == [(2, 3, 3), (2, 3, 3)]
+    for target in ("ionic", "total", "all"):
+        with pytest.raises(AssertionError, match="Hessian ran"):
+            model.predict(crystals, target)
+
+
+def test_one_neighbour_search_per_crystal(model, monkeypatch, tmp_path):
+    """The input pass's graph serves the features and K (a fresh K cache: K is computed)."""
+    import dtnn_jax.graph.neighbors as neighbors
+
+    monkeypatch.setenv("DTNN_JAX_CACHE", str(tmp_path))
+    calls = []
+    real = neighbors.neighbor_list
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(neighbors, "neighbor_list", counting)
+    crystals = [_mgo_strained(), _nacl()]
+    model.predict(crystals, "all")
+    assert len(calls) == len(crystals)
+    assert len(list((tmp_path / "crystals" / "force-constants").glob("*/*.npz"))) == 2
+
+
+def test_cell_too_large_for_memory_is_refused_with_rc_2(model, monkeypatch, tmp_path, capsys):
+    """The memory estimate runs before the Hessian: one message naming the size, rc 2."""
+    import dtnn_jax.cli.predict as cli_predict
+    from dtnn_jax.cli import main
+
+    monkeypatch.setenv("DTNN_JAX_CACHE", str(tmp_path / "cache"))  # K not cached
+    monkeypatch.setenv("DTNN_JAX_HESSIAN_MEMORY_GB", "0.01")
+    monkeypatch.setattr(cli_predict, "load_model_or_fail", lambda _name: model)
+    path = tmp_path / "MgO.cif"
+    _mgo_strained().to(filename=str(path))
+    assert main(["predict", str(path), "--target", "total"]) == 2
+    err = capsys.readouterr().err
+    assert "2 atoms" in err and "GB" in err and "fast model" in err and "Traceback" not in err
+    # the electronic tensor needs no Hessian: not refused
+    assert main(["predict", str(path), "--target", "electronic"]) == 0

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from pymatgen.core import Lattice, Structure
 
-from dtnn_jax.inference.predictor import invert
+from dtnn_jax.graph.geometry import invert
 from dtnn_jax.inputs import crystal_graph
 from tests.properties.tiny_model import (
     BUDGET,
