@@ -141,15 +141,9 @@ def crystal_spectrum(
 
 
 def _physics_model(model):
-    from dtnn_jax.inference import DielectricModel, load_model
+    from dtnn_jax.inference.ionic import physics_model
 
-    model = model if isinstance(model, DielectricModel) else load_model(model)
-    if not model.physics_targets or "electronic" not in model.targets:
-        raise ValueError(
-            f"model {model.name} has no physics ionic model: an infrared spectrum needs Born "
-            "charges, force constants and eps_inf (a bundle from dtnn train --physics)"
-        )
-    return model
+    return physics_model(model, "an infrared spectrum")
 
 
 def infrared_spectra(

@@ -89,3 +89,18 @@ def mean_born_charges(
         every[row] = np.asarray(members[t][k], np.float64)
         born[row] = every[row].mean(0).astype(np.float32)
     return born, every
+
+
+def physics_model(model, needs: str):
+    """``model`` (a `DielectricModel`, bundle name or directory; None: the shipped default)
+    loaded, checked to be a physics model with an electronic target: ValueError naming what
+    ``needs`` it otherwise."""
+    from dtnn_jax.inference.predictor import DielectricModel, load_model
+
+    model = model if isinstance(model, DielectricModel) else load_model(model)
+    if not model.physics_targets or "electronic" not in model.targets:
+        raise ValueError(
+            f"model {model.name} has no Born-charge head: {needs} needs Born charges, force "
+            "constants and eps_inf (a physics model: dtnn train --physics)"
+        )
+    return model

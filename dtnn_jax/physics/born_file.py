@@ -73,15 +73,9 @@ def write_born_file(structure, born_charges, eps_inf, path: str | os.PathLike, *
 
 
 def _physics_model(model):
-    from dtnn_jax.inference import DielectricModel, load_model
+    from dtnn_jax.inference.ionic import physics_model
 
-    model = model if isinstance(model, DielectricModel) else load_model(model)
-    if not model.physics_targets or "electronic" not in model.targets:
-        raise ValueError(
-            f"model {model.name} has no Born-charge head: a BORN file needs a physics model "
-            "(dtnn train --physics)"
-        )
-    return model
+    return physics_model(model, "a BORN file")
 
 
 def _predicted(model, inputs, **prepare):
