@@ -27,14 +27,20 @@ from dtnn_jax.training.contract import with_targets
 from dtnn_jax.training.loop import FitResult, evaluate, fit
 
 
-def train_and_evaluate(config: ExperimentConfig, workdir: str | Path, **options) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ExperimentConfig,
+    workdir: str | Path,
+    records: Sequence[Any] | None = None,
+    graphs: Sequence[jraph.GraphsTuple] | None = None,
+    cache_dir: str | Path | None = None,
+    restart: bool = False,
+) -> dict[str, Any]:
     """Trains one readout, evaluates it on the held-out test split and writes its bundle.
 
-    The JSON-ready summary of `run_experiment`, which takes the same arguments (``records``,
-    ``graphs``, ``cache_dir``, ``restart``; see there); its ``"bundle"`` entry is the
-    directory of the model bundle (``workdir``).
+    The JSON-ready summary of `run_experiment` (see there for the arguments); its
+    ``"bundle"`` entry is the directory of the model bundle (``workdir``).
     """
-    return run_experiment(config, workdir, **options)[0]
+    return run_experiment(config, workdir, records, graphs, cache_dir, restart)[0]
 
 
 def run_experiment(
